@@ -1,0 +1,5 @@
+import sys
+
+from neurofm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the shared mirror and golden files are, and a quiet, seeded torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("NEUROFM_SHARED", REPO_ROOT.parent / "shared"))
+MIRROR_DIR = Path(os.environ.get("NEUROFM_MIRROR", SHARED_DIR / "datasets"))
+GOLDEN_DIR = SHARED_DIR / "golden" / "labram"
+
+# Tests read the real recordings through the registry's local mirror, never the network.
+os.environ.setdefault("NEUROFM_MIRROR", str(MIRROR_DIR))
+os.environ.setdefault("NEUROFM_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    # Two cores: under pytest-xdist each worker gets one thread, otherwise both.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    if not MIRROR_DIR.is_dir():
+        pytest.skip(f"dataset mirror not found at {MIRROR_DIR} (set NEUROFM_MIRROR)")
+    return MIRROR_DIR
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    if not (GOLDEN_DIR / "manifest.json").is_file():
+        pytest.skip(f"golden LaBraM files not found at {GOLDEN_DIR}")
+    return GOLDEN_DIR
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    np.random.seed(0)
