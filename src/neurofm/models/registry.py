@@ -1,0 +1,54 @@
+"""Named model configurations (``labram_base``, ``vqnsp_base``, ``neurobert_small``...).
+
+A builder is registered under a name with :func:`register_model`; :func:`create_model` builds it,
+with keyword overrides of its config. Checkpoints record the name and the resolved config, so a
+model is rebuilt exactly from its file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from neurofm.errors import ConfigError
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register ``builder(**overrides) -> nn.Module`` under ``name``."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorate
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the model registered under ``name``, with config fields overridden by keyword."""
+    _import_model_families()
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _BUILDERS[name](**overrides)
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    _import_model_families()
+    return sorted(_BUILDERS)
+
+
+def _import_model_families() -> None:
+    # Importing a family module runs its @register_model decorators.
+    import importlib
+
+    for module in _FAMILY_MODULES:
+        importlib.import_module(module)
+
+
+# Model family modules whose import registers their named configs.
+_FAMILY_MODULES: tuple[str, ...] = ()
