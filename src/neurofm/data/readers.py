@@ -1,0 +1,343 @@
+"""Read any recording MNE understands into a :class:`~neurofm.data.recording.Recording`.
+
+One entry point, :func:`read_recording`, dispatches on the file extension to MNE's
+``read_raw_*`` reader and converts the result into neurofm's units and conventions:
+
+- channels whose MNE unit is volts come out in microvolts (``unit="uV"``), float32; channels
+  without a physical unit (stim, misc counters) keep their values and are listed in
+  ``meta["channel_units"]``;
+- channel types come from MNE, except that formats which call every channel ``eeg`` (EDF, BDF,
+  GDF...) are corrected from the labels (``ECG ECG`` -> ``ecg``, ``EOG ..`` -> ``eog``,
+  ``Status`` -> ``stim``), and each correction is recorded in ``meta["inferred_types"]``;
+- annotations keep their onset and duration in seconds from the first sample; those outside the
+  recording are dropped (or cut at its end) with a line in ``meta["warnings"]``.
+
+Every failure (unknown extension, unreadable, truncated or corrupted file) raises
+:class:`~neurofm.errors.RecordingError` naming the file, the problem and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import mne
+import numpy as np
+
+from neurofm.data.recording import Annotation, Recording
+from neurofm.errors import RecordingError
+
+# Extension (lower case) -> (name of the MNE reader, default keyword arguments).
+_MNE_READERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".edf": ("read_raw_edf", {}),
+    ".bdf": ("read_raw_bdf", {}),
+    ".gdf": ("read_raw_gdf", {}),
+    ".fif": ("read_raw_fif", {}),
+    ".fif.gz": ("read_raw_fif", {}),
+    ".vhdr": ("read_raw_brainvision", {}),
+    ".set": ("read_raw_eeglab", {}),
+    ".cnt": ("read_raw_cnt", {}),
+    ".eeg": ("read_raw_nihon", {}),
+    ".lay": ("read_raw_persyst", {}),
+}
+
+#: File extensions :func:`read_recording` accepts.
+SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_MNE_READERS)
+
+# European Data Format family: the header states how many bytes the data must take, so a
+# truncated file can be recognised before MNE reads zeros or garbage past its end.
+_EDF_SAMPLE_BYTES = {".edf": 2, ".bdf": 3}
+
+# First label token (after an optional "POL"/"EEG" prefix, digits stripped) -> channel type.
+# Applied only to channels MNE typed "eeg", because EDF-like formats carry no type field.
+_TYPE_BY_LABEL_TOKEN: dict[str, str] = {
+    "ECG": "ecg", "EKG": "ecg",
+    "EOG": "eog", "HEOG": "eog", "VEOG": "eog", "LOC": "eog", "ROC": "eog",
+    "EMG": "emg", "CHIN": "emg",
+    "STATUS": "stim", "TRIGGER": "stim", "TRIG": "stim", "STI": "stim", "STIM": "stim",
+    "RESP": "misc", "SPO2": "misc", "SAO2": "misc", "TEMP": "misc", "PLETH": "misc",
+    "PULSE": "misc", "POSITION": "misc", "EVENT": "misc", "ERGO": "misc",
+}
+_LABEL_TOKENS = re.compile(r"[\s\-_:.()]+")
+
+
+def infer_channel_type(label: str, mne_type: str) -> str:
+    """The channel type a label denotes, correcting MNE's blanket ``eeg`` for EDF-like files.
+
+    Only channels MNE typed ``eeg`` are reconsidered: a label whose first word (after a ``POL``
+    prefix, trailing digits ignored) names another modality (``ECG``, ``EKG``, ``EOG``, ``EMG``,
+    ``Status``, ``Resp``...) gets that modality's type. A label starting with ``EEG`` stays EEG.
+    """
+    if mne_type != "eeg":
+        return mne_type
+    tokens = [t for t in _LABEL_TOKENS.split(label.strip().upper()) if t]
+    if tokens and tokens[0] == "POL":
+        tokens = tokens[1:]
+    if not tokens or tokens[0] == "EEG":
+        return mne_type
+    return _TYPE_BY_LABEL_TOKEN.get(tokens[0].rstrip("0123456789"), mne_type)
+
+
+def keep_annotations_inside(
+    annotations: Sequence[Annotation], duration: float, source: Path | str, warnings_out: list[str]
+) -> list[Annotation]:
+    """Drop annotations outside ``[0, duration]`` seconds and cut those running past the end.
+
+    Every dropped or shortened annotation is reported by one line appended to ``warnings_out``
+    (which readers store as ``recording.meta["warnings"]``), so nothing disappears silently.
+    """
+    kept: list[Annotation] = []
+    n_outside = 0
+    n_cut = 0
+    for annotation in annotations:
+        end = annotation.onset + annotation.duration
+        if annotation.onset < 0 or annotation.onset >= duration:
+            n_outside += 1
+            continue
+        if end > duration + 1e-9:
+            n_cut += 1
+            annotation = Annotation(annotation.onset, duration - annotation.onset, annotation.description)
+        kept.append(annotation)
+    if n_outside:
+        warnings_out.append(
+            f"{source}: dropped {n_outside} annotation(s) starting outside the recording "
+            f"(0 to {duration:.3f} s)"
+        )
+    if n_cut:
+        warnings_out.append(
+            f"{source}: cut {n_cut} annotation(s) that ran past the end of the recording "
+            f"({duration:.3f} s)"
+        )
+    return kept
+
+
+def _extension(path: Path) -> str:
+    name = path.name.lower()
+    return ".fif.gz" if name.endswith(".fif.gz") else path.suffix.lower()
+
+
+def _check_edf_size(path: Path, extension: str) -> None:
+    """Refuse an EDF/BDF whose header promises more data than the file holds."""
+    sample_bytes = _EDF_SAMPLE_BYTES[extension]
+    with path.open("rb") as handle:
+        fixed = handle.read(256)
+        if len(fixed) < 256:
+            raise RecordingError(
+                f"{path}: truncated {extension} header ({len(fixed)} of 256 bytes); the file is "
+                "damaged or was cut off during copying: download or export it again"
+            )
+        try:
+            header_bytes = int(fixed[184:192].decode("ascii").strip())
+            n_records = int(fixed[236:244].decode("ascii").strip())
+            n_signals = int(fixed[252:256].decode("ascii").strip())
+        except ValueError:
+            raise RecordingError(
+                f"{path}: corrupted {extension} header (header size, number of data records or "
+                "number of signals is not a number); the file is damaged or not an "
+                f"{extension.upper().lstrip('.')} file: download or export it again"
+            ) from None
+        if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
+            raise RecordingError(
+                f"{path}: corrupted {extension} header ({n_signals} signals but a {header_bytes}-"
+                "byte header); the file is damaged: download or export it again"
+            )
+        handle.seek(256 + n_signals * 216)
+        samples_field = handle.read(n_signals * 8)
+    try:
+        samples_per_record = [
+            int(samples_field[i * 8 : (i + 1) * 8].decode("ascii").strip()) for i in range(n_signals)
+        ]
+    except ValueError:
+        raise RecordingError(
+            f"{path}: corrupted {extension} header (samples per data record is not a number); "
+            "the file is damaged: download or export it again"
+        ) from None
+    if n_records < 0:
+        # -1 means "unknown" in EDF (a recording still being written); MNE derives it from the size.
+        return
+    expected = header_bytes + n_records * sum(samples_per_record) * sample_bytes
+    actual = path.stat().st_size
+    if actual < expected:
+        raise RecordingError(
+            f"{path}: truncated {extension} file: its header promises {n_records} data records "
+            f"({expected} bytes) but the file has {actual} bytes; it was cut off during copying "
+            "or recording: download or export it again"
+        )
+
+
+def _mne_reader(path: Path) -> tuple[str, Callable[..., mne.io.BaseRaw], dict[str, Any]]:
+    extension = _extension(path)
+    if extension not in _MNE_READERS:
+        raise RecordingError(
+            f"{path}: unsupported file type {extension or '(no extension)'!r}; neurofm reads "
+            f"{', '.join(SUPPORTED_EXTENSIONS)} (through MNE); convert the file to one of these "
+            "(e.g. EDF) or use a layout reader from neurofm.data.layouts"
+        )
+    name, defaults = _MNE_READERS[extension]
+    return name, getattr(mne.io, name), dict(defaults)
+
+
+def _explain_mne_failure(path: Path, reader_name: str, error: Exception) -> RecordingError:
+    message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    if "number of samples (according to header) is 0" in str(error):
+        return RecordingError(
+            f"{path}: the Neuroscan CNT header says the file holds 0 samples, so the sample width "
+            "cannot be inferred; pass it explicitly, e.g. read_recording(path, "
+            "data_format='int16') (or 'int32'), as MNE's read_raw_cnt documents"
+        )
+    return RecordingError(
+        f"{path}: cannot be read by mne.io.{reader_name} ({type(error).__name__}: {message}); "
+        "the file is damaged, truncated or not in the format its extension says: check it opens "
+        "in its acquisition software, or download/export it again"
+    )
+
+
+def read_raw(path: str | Path, **kwargs: Any) -> mne.io.BaseRaw:
+    """Open ``path`` with the MNE reader for its extension, preloaded; errors become RecordingError.
+
+    ``kwargs`` go to the MNE reader (e.g. ``data_format="int16"`` for a CNT file whose header
+    does not give the number of samples).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such file; check the path (and the dataset mirror)")
+    reader_name, reader, options = _mne_reader(path)
+    extension = _extension(path)
+    if extension in _EDF_SAMPLE_BYTES:
+        _check_edf_size(path, extension)
+    options.update(kwargs)
+    try:
+        raw = reader(path, preload=True, verbose="error", **options)
+    except RecordingError:
+        raise
+    except Exception as error:  # MNE raises many types for damaged files; all mean "unreadable"
+        raise _explain_mne_failure(path, reader_name, error) from error
+    if raw.n_times == 0 or len(raw.ch_names) == 0:
+        raise RecordingError(
+            f"{path}: holds no samples ({len(raw.ch_names)} channels, {raw.n_times} samples); "
+            "the file is empty or its header is wrong: download or export it again"
+        )
+    return raw
+
+
+def _annotations_from_mne(raw: mne.io.BaseRaw) -> list[Annotation]:
+    annotations = raw.annotations
+    # With orig_time set, MNE counts onsets from the measurement start, not from the first sample.
+    shift = raw.first_time if annotations.orig_time is not None else 0.0
+    return [
+        Annotation(float(onset - shift), float(duration), str(description))
+        for onset, duration, description in zip(
+            annotations.onset, annotations.duration, annotations.description
+        )
+    ]
+
+
+def _subject_from_info(raw: mne.io.BaseRaw) -> str | None:
+    subject_info = raw.info.get("subject_info") or {}
+    his_id = str(subject_info.get("his_id", "") or "").strip()
+    # EDF+ writes "X" for an unknown patient code.
+    return his_id if his_id and his_id != "X" else None
+
+
+def recording_from_raw(
+    raw: mne.io.BaseRaw, source: Path, reader_name: str, warnings_out: list[str] | None = None
+) -> Recording:
+    """Convert a preloaded MNE ``Raw`` into a :class:`Recording` in microvolts (float32 ``[C, T]``)."""
+    warnings_out = list(warnings_out or [])
+    data = raw.get_data()
+    is_volts = np.array([ch["unit"] == mne.io.constants.FIFF.FIFF_UNIT_V for ch in raw.info["chs"]])
+    # Volts -> microvolts in place on the float64 copy, then one cast to float32.
+    data[is_volts] *= 1e6
+    signal = data.astype(np.float32)
+
+    mne_types = raw.get_channel_types()
+    ch_types = [infer_channel_type(name, t) for name, t in zip(raw.ch_names, mne_types)]
+    inferred = {
+        name: new for name, old, new in zip(raw.ch_names, mne_types, ch_types) if new != old
+    }
+    orig_units = dict(getattr(raw, "_orig_units", None) or {})
+    if not orig_units:
+        orig_units = {name: ("V" if volts else "n/a") for name, volts in zip(raw.ch_names, is_volts)}
+
+    duration = raw.n_times / raw.info["sfreq"]
+    annotations = keep_annotations_inside(_annotations_from_mne(raw), duration, source, warnings_out)
+    meas_date = raw.info.get("meas_date")
+    meta: dict[str, Any] = {
+        "reader": f"mne.io.{reader_name}",
+        "original_units": orig_units,
+        "channel_units": ["uV" if volts else "n/a" for volts in is_volts],
+        "mains_freq": raw.info.get("line_freq"),
+        "meas_date": meas_date.isoformat() if meas_date is not None else None,
+        "inferred_types": inferred,
+        "warnings": warnings_out,
+    }
+    return Recording(
+        signal=signal,
+        ch_names=list(raw.ch_names),
+        ch_types=ch_types,
+        sfreq=float(raw.info["sfreq"]),
+        unit="uV" if is_volts.any() else "device",
+        annotations=annotations,
+        source=source,
+        subject=_subject_from_info(raw),
+        session=None,
+        meta=meta,
+    )
+
+
+def read_recording(path: str | Path, **kwargs: Any) -> Recording:
+    """Read one recording in any format MNE reads (chosen by extension) into a :class:`Recording`.
+
+    Extensions: ``.edf`` (EDF/EDF+), ``.bdf``, ``.gdf``, ``.fif``, ``.vhdr`` (BrainVision),
+    ``.set`` (EEGLAB), ``.cnt`` (Neuroscan), ``.eeg`` (Nihon Kohden), ``.lay`` (Persyst).
+    ``kwargs`` are passed to the MNE reader (``data_format="int16"`` for a CNT file whose
+    header claims 0 samples). Returns a float32 ``[C, T]`` signal in microvolts for channels
+    with a volt unit (``unit="uV"``), MNE's channel types corrected from the labels, the
+    file's annotations, and ``meta`` with ``reader``, ``original_units``, ``channel_units``,
+    ``mains_freq`` (``None`` when the file does not say), ``inferred_types`` and ``warnings``.
+
+    Raises:
+        RecordingError: unknown extension, missing, unreadable, truncated or corrupted file.
+    """
+    path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = read_raw(path, **kwargs)
+    reader_name = _MNE_READERS[_extension(path)][0]
+    mne_warnings = [f"{path}: {w.message}".strip() for w in caught]
+    return recording_from_raw(raw, path, reader_name, mne_warnings)
+
+
+def read_annotations_file(path: str | Path) -> list[Annotation]:
+    """Read a file that holds only annotations (e.g. a Sleep-EDF ``*-Hypnogram.edf``).
+
+    Returns the annotations in file order with onsets and durations in seconds from the start of
+    the recording they describe. Raises :class:`RecordingError` naming the file when MNE cannot
+    read it or it holds no annotations.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such annotation file; check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            annotations = mne.read_annotations(path)
+    except Exception as error:  # damaged files raise many exception types inside MNE
+        raise RecordingError(
+            f"{path}: cannot be read as an annotation file by mne.read_annotations "
+            f"({type(error).__name__}: {error}); the file is damaged or not an annotation file "
+            "(EDF+ annotations, BrainVision .vmrk, EEGLAB .set, FIF, CSV/TXT): download it again"
+        ) from error
+    if len(annotations) == 0:
+        raise RecordingError(
+            f"{path}: holds no annotations; check that this is the hypnogram/events file and not "
+            "the signal file"
+        )
+    return [
+        Annotation(float(onset), float(duration), str(description))
+        for onset, duration, description in zip(
+            annotations.onset, annotations.duration, annotations.description
+        )
+    ]
