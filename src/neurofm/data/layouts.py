@@ -1,0 +1,481 @@
+"""Readers for dataset layouts that are not a single MNE-readable file.
+
+Each returns a :class:`~neurofm.data.recording.Recording` with its unit and sampling rate stated:
+
+- :func:`read_myo_gesture_file` — Myo armband CSV text, one file per gesture (``myo_gestures``).
+- :func:`read_dreams_excerpt` — DREAMS text excerpts: signal text file(s) + 5-s hypnogram text.
+- :func:`read_sleep_edf` — Sleep-EDF: PSG EDF + hypnogram EDF (R&K stages mapped to AASM).
+- :func:`read_bi2012` — Brain Invaders 2012 P300 in neurofm's documented NPZ layout.
+- :func:`read_bci_iv_mi` — BCI Competition IV 2a/2b motor imagery GDF files.
+
+Sleep recordings carry per-sample ``labels`` indexing :data:`SLEEP_STAGES` (``-1`` = unscored) and
+one annotation per run of equal stages. Annotations outside a recording are dropped with a line
+in ``meta["warnings"]``; label files that disagree with the signal raise
+:class:`~neurofm.errors.RecordingError` naming the files.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from neurofm.data.readers import (
+    infer_channel_type,
+    keep_annotations_inside,
+    read_annotations_file,
+    read_raw,
+    read_recording,
+    recording_from_raw,
+)
+from neurofm.data.recording import Annotation, Recording
+from neurofm.errors import RecordingError
+
+#: AASM sleep stages; per-sample sleep labels are indices into this tuple.
+SLEEP_STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
+
+#: Sleep-EDF hypnogram descriptions (R&K) -> AASM stage; "Sleep stage ?" and "Movement time"
+#: are unscored and absent here.
+SLEEP_EDF_TO_AASM: dict[str, str] = {
+    "Sleep stage W": "W",
+    "Sleep stage 1": "N1",
+    "Sleep stage 2": "N2",
+    "Sleep stage 3": "N3",
+    "Sleep stage 4": "N3",
+    "Sleep stage R": "REM",
+}
+
+#: DREAMS R&K hypnogram codes (one per 5 s) -> AASM: 5 wake, 4 REM, 3 S1, 2 S2, 1 S3, 0 S4.
+#: -1 (movement) and -2/-3 (unknown) are unscored.
+DREAMS_RK_TO_AASM: dict[int, str] = {5: "W", 4: "REM", 3: "N1", 2: "N2", 1: "N3", 0: "N3"}
+
+#: DREAMS AASM hypnogram codes (files headed ``[HypnogramAASM]``): 5 wake, 4 REM, 3 N1, 2 N2,
+#: 1 N3; any other code is unscored.
+DREAMS_AASM_CODES: dict[int, str] = {5: "W", 4: "REM", 3: "N1", 2: "N2", 1: "N3"}
+
+#: Seconds per DREAMS hypnogram value.
+DREAMS_EPOCH_SECONDS = 5.0
+
+#: Myo gesture labels (the 9th column of every line).
+MYO_GESTURES: tuple[str, ...] = (
+    "rest", "flexion", "extension", "radial_deviation", "ulnar_deviation",
+    "pronation", "supination", "fist",
+)
+#: The Myo armband's nominal rate; the CSV layout has no timestamps, so this is not measured.
+MYO_NOMINAL_SFREQ = 200.0
+
+#: Brain Invaders 2012 per-sample stimulus codes (MOABB BI2012: NonTarget 1, Target 2).
+BI2012_STIMULUS_CODES: dict[int, str] = {1: "nontarget", 2: "target"}
+
+#: BCI Competition IV 2a/2b cue event types -> class names (2b uses 769/770 only).
+BCI_IV_CUES: dict[str, str] = {
+    "769": "left_hand", "770": "right_hand", "771": "feet", "772": "tongue",
+}
+
+
+# --------------------------------------------------------------------------- sleep stages
+
+
+def _labels_from_stage_spans(
+    spans: Sequence[Annotation], n_samples: int, sfreq: float
+) -> np.ndarray:
+    """Per-sample stage indices (``-1`` = unscored) from AASM stage annotations."""
+    labels = np.full(n_samples, -1, dtype=np.int64)
+    index = {stage: i for i, stage in enumerate(SLEEP_STAGES)}
+    for span in spans:
+        start = int(round(span.onset * sfreq))
+        stop = min(n_samples, int(round((span.onset + span.duration) * sfreq)))
+        labels[start:stop] = index[span.description]
+    return labels
+
+
+def _merge_epochs(stages: Sequence[str | None], epoch_seconds: float) -> list[Annotation]:
+    """One annotation per run of equal scored stages; unscored epochs produce none."""
+    spans: list[Annotation] = []
+    start = 0
+    for i in range(1, len(stages) + 1):
+        if i == len(stages) or stages[i] != stages[start]:
+            if stages[start] is not None:
+                spans.append(
+                    Annotation(start * epoch_seconds, (i - start) * epoch_seconds, stages[start])
+                )
+            start = i
+    return spans
+
+
+# --------------------------------------------------------------------------- Myo armband
+
+
+def _myo_bad_line(path: Path, n_columns: int = 9) -> RecordingError:
+    """Find the first malformed line to name it in the error (only run once parsing failed)."""
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            values = text.split(",")
+            if len(values) != n_columns:
+                return RecordingError(
+                    f"{path}, line {number}: {len(values)} values, expected {n_columns} (8 EMG "
+                    "values and the gesture label); the label column disagrees with the signal: "
+                    "repair or re-download the file"
+                )
+            try:
+                [int(v) for v in values]
+            except ValueError:
+                return RecordingError(
+                    f"{path}, line {number}: non-numeric value in {text[:60]!r}; every line must "
+                    "hold 8 integer EMG values and an integer label: repair or re-download the file"
+                )
+    return RecordingError(f"{path}: cannot be parsed as Myo gesture CSV; re-download the file")
+
+
+def read_myo_gesture_file(
+    path: str | Path, participant: str | None = None, session: str | None = None
+) -> Recording:
+    """Read one Myo armband gesture file (``<participant>-<session>/<label>.txt``).
+
+    Each line holds 8 comma-separated EMG values (signed 8-bit device counts) and the gesture
+    label of that sample (0-7, see :data:`MYO_GESTURES`). Returns 8 ``emg`` channels
+    ``EMG1..EMG8`` as float32 ``[8, T]`` in ``unit="device"``, ``sfreq=200.0`` (the device's
+    nominal rate; the file has no timestamps, recorded in ``meta["sfreq_note"]``) and per-sample
+    ``labels`` ``[T]``. Participant and session come from the folder name when not given.
+
+    Raises:
+        RecordingError: naming the file and line, for lines without exactly 9 integer values or
+            labels outside 0-7.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such Myo gesture file; check the path")
+    folder = re.fullmatch(r"(?P<participant>[^-]+)-(?P<session>[^-]+)", path.parent.name)
+    if folder is not None:
+        participant = participant if participant is not None else folder["participant"]
+        session = session if session is not None else folder["session"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an empty file or ragged line must not pass silently
+            table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except (ValueError, UserWarning):
+        raise _myo_bad_line(path) from None
+    if table.shape[0] == 0:
+        raise RecordingError(f"{path}: holds no samples; re-download the file")
+    if table.shape[1] != 9:
+        raise _myo_bad_line(path)
+    labels = table[:, 8]
+    bad = np.flatnonzero((labels < 0) | (labels >= len(MYO_GESTURES)))
+    if bad.size:
+        raise RecordingError(
+            f"{path}, line {bad[0] + 1}: gesture label {labels[bad[0]]} is outside 0-7; "
+            "repair or re-download the file"
+        )
+    return Recording(
+        signal=np.ascontiguousarray(table[:, :8].T, dtype=np.float32),
+        ch_names=[f"EMG{i}" for i in range(1, 9)],
+        ch_types=["emg"] * 8,
+        sfreq=MYO_NOMINAL_SFREQ,
+        unit="device",
+        source=path,
+        subject=participant,
+        session=session,
+        labels=labels.astype(np.int64),
+        meta={
+            "reader": "neurofm.data.layouts.read_myo_gesture_file",
+            "original_units": "Myo signed 8-bit counts (no physical unit)",
+            "sfreq_note": "nominal 200 Hz of the Myo armband; the file holds no timestamps",
+            "label_names": list(MYO_GESTURES),
+            "mains_freq": None,
+            "warnings": [],
+        },
+    )
+
+
+# --------------------------------------------------------------------------- DREAMS
+
+
+def _read_dreams_text(path: Path) -> tuple[str | None, np.ndarray]:
+    """A DREAMS text file: an optional ``[name]`` first line, then one number per line."""
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such DREAMS text file; check the path")
+    with path.open("r", encoding="latin-1") as handle:
+        first = handle.readline().strip()
+    header = first[1:-1].strip() if first.startswith("[") and first.endswith("]") else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = np.loadtxt(path, skiprows=1 if header is not None else 0, ndmin=1,
+                                encoding="latin-1")
+    except (ValueError, UserWarning) as error:
+        raise RecordingError(
+            f"{path}: not a DREAMS text file (an optional '[name]' line, then one number per "
+            f"line): {error}; repair or re-download the file"
+        ) from None
+    if values.ndim != 1:
+        raise RecordingError(
+            f"{path}: {values.shape[1]} columns per line; the DREAMS layout has one value per line"
+        )
+    return header, values
+
+
+def read_dreams_excerpt(
+    signal_path: str | Path | Sequence[str | Path],
+    hypnogram_path: str | Path,
+    sfreq: float | None = None,
+) -> Recording:
+    """Read a DREAMS excerpt: signal text file(s) and a hypnogram with one stage per 5 s.
+
+    Layout (DREAMS databases, University of Mons): each signal file starts with the channel
+    name in brackets (``[C3-A1]``) followed by one sample per line in microvolts; several files
+    (one channel each, equal lengths) form one multichannel recording. The hypnogram starts with
+    ``[hypnogram]`` (R&K codes, :data:`DREAMS_RK_TO_AASM`) or ``[HypnogramAASM]``
+    (:data:`DREAMS_AASM_CODES`), then one integer per 5 s. The text files do not state the
+    sampling rate: pass ``sfreq``, or leave it ``None`` to derive it from the two lengths
+    (samples / (5 s x stages)), which must then be a whole number of Hz.
+
+    Returns float32 ``[C, T]`` in ``"uV"``, per-sample ``labels`` indexing :data:`SLEEP_STAGES`
+    (``-1`` = unscored) and one annotation per run of equal stages.
+
+    Raises:
+        RecordingError: naming the files, when signal files differ in length or the hypnogram's
+            length disagrees with the signal's.
+    """
+    paths = [Path(signal_path)] if isinstance(signal_path, (str, Path)) else [
+        Path(p) for p in signal_path
+    ]
+    if not paths:
+        raise RecordingError("read_dreams_excerpt: no signal file given")
+    hypnogram_path = Path(hypnogram_path)
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    for path in paths:
+        header, values = _read_dreams_text(path)
+        if rows and len(values) != len(rows[0]):
+            raise RecordingError(
+                f"{path}: {len(values)} samples but {paths[0]} has {len(rows[0])}; the signal "
+                "files of one excerpt must have equal lengths"
+            )
+        names.append(header or path.stem)
+        rows.append(values)
+    hyp_header, codes_float = _read_dreams_text(hypnogram_path)
+    if not np.all(codes_float == np.round(codes_float)):
+        raise RecordingError(f"{hypnogram_path}: hypnogram codes must be integers")
+    codes = codes_float.astype(np.int64)
+    code_map = DREAMS_AASM_CODES if hyp_header and "AASM" in hyp_header.upper() else DREAMS_RK_TO_AASM
+
+    n_samples = len(rows[0])
+    n_epochs = len(codes)
+    if n_epochs == 0:
+        raise RecordingError(f"{hypnogram_path}: the hypnogram holds no stages")
+    if sfreq is None:
+        derived = n_samples / (n_epochs * DREAMS_EPOCH_SECONDS)
+        if abs(derived - round(derived)) > 1e-9 or round(derived) <= 0:
+            raise RecordingError(
+                f"{paths[0]} and {hypnogram_path}: {n_samples} samples for {n_epochs} 5-s stages "
+                f"gives {derived:.4f} Hz, not a whole sampling rate; the files do not belong "
+                "together or the hypnogram is incomplete: pass sfreq explicitly to check"
+            )
+        sfreq = float(round(derived))
+    expected_epochs = n_samples / (sfreq * DREAMS_EPOCH_SECONDS)
+    if not np.floor(expected_epochs) <= n_epochs <= np.ceil(expected_epochs):
+        raise RecordingError(
+            f"{hypnogram_path}: {n_epochs} stages of 5 s ({n_epochs * 5:g} s) but the signal "
+            f"{paths[0]} lasts {n_samples / sfreq:g} s at {sfreq:g} Hz; the hypnogram and "
+            "signal lengths disagree: check that they belong together and the sampling rate"
+        )
+
+    stages = [code_map.get(int(c)) for c in codes]
+    spans = _merge_epochs(stages, DREAMS_EPOCH_SECONDS)
+    warnings_out: list[str] = []
+    spans = keep_annotations_inside(spans, n_samples / sfreq, hypnogram_path, warnings_out)
+    return Recording(
+        signal=np.vstack(rows).astype(np.float32),
+        ch_names=names,
+        ch_types=[infer_channel_type(name, "eeg") for name in names],
+        sfreq=float(sfreq),
+        unit="uV",
+        annotations=spans,
+        source=paths[0],
+        labels=_labels_from_stage_spans(spans, n_samples, sfreq),
+        meta={
+            "reader": "neurofm.data.layouts.read_dreams_excerpt",
+            "signal_files": [str(p) for p in paths],
+            "hypnogram": str(hypnogram_path),
+            "hypnogram_scoring": "AASM" if code_map is DREAMS_AASM_CODES else "R&K",
+            "original_units": "uV",
+            "label_names": list(SLEEP_STAGES),
+            "mains_freq": 50.0,
+            "warnings": warnings_out,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- Sleep-EDF
+
+
+def read_sleep_edf(psg_path: str | Path, hypnogram_path: str | Path) -> Recording:
+    """Read a Sleep-EDF night: the PSG EDF plus its ``*-Hypnogram.edf`` (annotations only).
+
+    R&K stages are mapped to AASM with :data:`SLEEP_EDF_TO_AASM` (W, 1->N1, 2->N2, 3 and 4->N3,
+    R->REM; "?" and movement time stay unscored). The PSG comes from
+    :func:`~neurofm.data.readers.read_recording` (µV, label-inferred types); stage annotations
+    are added to its own, and ``labels`` index :data:`SLEEP_STAGES` per sample (``-1`` =
+    unscored). Subject and night come from the ``SC4ssN``/``ST7ssN`` file name when it has one.
+    Stages past the end of the PSG are cut or dropped with a line in ``meta["warnings"]``.
+    """
+    psg_path, hypnogram_path = Path(psg_path), Path(hypnogram_path)
+    recording = read_recording(psg_path)
+    annotations = read_annotations_file(hypnogram_path)
+    known = set(SLEEP_EDF_TO_AASM) | {"Sleep stage ?", "Movement time"}
+    unknown = sorted({a.description for a in annotations} - known)
+    if unknown:
+        raise RecordingError(
+            f"{hypnogram_path}: unknown hypnogram description(s) {unknown}; a Sleep-EDF "
+            f"hypnogram uses {sorted(known)}"
+        )
+    spans = [
+        Annotation(a.onset, a.duration, SLEEP_EDF_TO_AASM[a.description])
+        for a in annotations
+        if a.description in SLEEP_EDF_TO_AASM
+    ]
+    warnings_out = list(recording.meta.get("warnings", []))
+    spans = keep_annotations_inside(spans, recording.duration, hypnogram_path, warnings_out)
+    labels = _labels_from_stage_spans(spans, recording.n_samples, recording.sfreq)
+    name = re.match(r"S[CT]\d(?P<subject>\d\d)(?P<night>\d)", psg_path.name)
+    meta: dict[str, Any] = {
+        **recording.meta,
+        "hypnogram": str(hypnogram_path),
+        "hypnogram_scoring": "R&K mapped to AASM",
+        "label_names": list(SLEEP_STAGES),
+        "warnings": warnings_out,
+    }
+    return recording.replace(
+        annotations=[*recording.annotations, *spans],
+        labels=labels,
+        subject=name["subject"] if name else recording.subject,
+        session=name["night"] if name else recording.session,
+        meta=meta,
+    )
+
+
+# --------------------------------------------------------------------------- Brain Invaders 2012
+
+
+def read_bi2012(npz_path: str | Path) -> Recording:
+    """Read a Brain Invaders 2012 P300 run stored in neurofm's NPZ layout.
+
+    The public release (zenodo 10.5281/zenodo.2649006) ships MATLAB files; neurofm stores each
+    run as one NPZ (read without pickle) with:
+
+    - ``eeg``: float ``[C, T]`` (16 EEG channels F7 F3 F4 F8 T7 C3 Cz C4 T8 P7 P3 Pz P4 P8 O1 O2
+      plus Fz, the ground, in the original), in ``unit``;
+    - ``ch_names``: ``[C]`` strings; ``sfreq``: scalar (128 Hz); ``unit``: ``"uV"`` or ``"V"``;
+    - ``stim``: int ``[T]`` per-sample stimulus code, 0 = no flash, 1 = non-target flash,
+      2 = target flash (MOABB's BI2012 codes; the release's two flag rows summed);
+    - optional ``subject`` and ``session`` strings.
+
+    Each flash (a sample where the code becomes non-zero) becomes an annotation ``"target"`` or
+    ``"nontarget"`` with zero duration. Returns float32 ``[C, T]`` in ``"uV"``.
+
+    Raises:
+        RecordingError: naming the file, for missing keys, a ``stim`` length that disagrees with
+            ``eeg``, or unknown stimulus codes.
+    """
+    path = Path(npz_path)
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such Brain Invaders NPZ file; check the path")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            content = {key: archive[key] for key in archive.files}
+    except Exception as error:  # zip/format errors of many types all mean "damaged file"
+        raise RecordingError(
+            f"{path}: cannot be read as an NPZ archive without pickle ({type(error).__name__}: "
+            f"{error}); re-create it in the documented layout (see read_bi2012)"
+        ) from error
+    missing = sorted({"eeg", "ch_names", "sfreq", "unit", "stim"} - set(content))
+    if missing:
+        raise RecordingError(
+            f"{path}: missing key(s) {missing}; the layout needs eeg, ch_names, sfreq, unit, stim"
+        )
+    eeg = np.asarray(content["eeg"])
+    stim = np.asarray(content["stim"]).astype(np.int64).ravel()
+    names = [str(n) for n in np.asarray(content["ch_names"]).ravel()]
+    unit = str(content["unit"])
+    sfreq = float(content["sfreq"])
+    if eeg.ndim != 2 or eeg.shape[0] != len(names):
+        raise RecordingError(
+            f"{path}: eeg has shape {eeg.shape} but {len(names)} channel names; eeg must be [C, T]"
+        )
+    if len(stim) != eeg.shape[1]:
+        raise RecordingError(
+            f"{path}: stim has {len(stim)} samples but eeg has {eeg.shape[1]}; the stimulus "
+            "channel disagrees with the signal length: re-export the run"
+        )
+    if unit not in ("uV", "V"):
+        raise RecordingError(f"{path}: unit {unit!r} must be 'uV' or 'V'")
+    unknown = sorted(set(np.unique(stim).tolist()) - {0, *BI2012_STIMULUS_CODES})
+    if unknown:
+        raise RecordingError(
+            f"{path}: unknown stimulus code(s) {unknown}; BI2012 uses 0 (none), 1 (non-target), "
+            "2 (target)"
+        )
+    onsets = np.flatnonzero((stim != 0) & (np.concatenate([[0], stim[:-1]]) != stim))
+    annotations = [
+        Annotation(float(i / sfreq), 0.0, BI2012_STIMULUS_CODES[int(stim[i])]) for i in onsets
+    ]
+    signal = eeg.astype(np.float64) * (1e6 if unit == "V" else 1.0)
+    return Recording(
+        signal=signal.astype(np.float32),
+        ch_names=names,
+        ch_types=[infer_channel_type(n, "eeg") for n in names],
+        sfreq=sfreq,
+        unit="uV",
+        annotations=annotations,
+        source=path,
+        subject=str(content["subject"]) if "subject" in content else None,
+        session=str(content["session"]) if "session" in content else None,
+        meta={
+            "reader": "neurofm.data.layouts.read_bi2012",
+            "original_units": unit,
+            "mains_freq": 50.0,
+            "stimulus_codes": {str(k): v for k, v in BI2012_STIMULUS_CODES.items()},
+            "warnings": [],
+        },
+    )
+
+
+# --------------------------------------------------------------------------- BCI Competition IV
+
+
+def read_bci_iv_mi(gdf_path: str | Path, cue_duration: float = 4.0) -> Recording:
+    """Read a BCI Competition IV 2a/2b motor-imagery GDF file (through MNE's GDF reader).
+
+    Cue events 769/770 (2a also 771/772) become annotations ``"left_hand"``/``"right_hand"``
+    (``"feet"``/``"tongue"``) lasting ``cue_duration`` seconds (the imagery period after the
+    cue); other events keep their GDF type code as description (e.g. ``"1023"`` marks a rejected
+    trial). EOG channels (``EOG-left``, ``EOG:ch01``...) are typed ``eog``; EEG comes out in µV.
+    """
+    path = Path(gdf_path)
+    if path.suffix.lower() != ".gdf":
+        raise RecordingError(f"{path}: BCI Competition IV motor-imagery files are .gdf")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = read_raw(path)
+    recording = recording_from_raw(
+        raw, path, "read_raw_gdf", [f"{path}: {w.message}" for w in caught]
+    )
+    annotations = [
+        Annotation(a.onset, cue_duration, BCI_IV_CUES[a.description])
+        if a.description in BCI_IV_CUES
+        else a
+        for a in recording.annotations
+    ]
+    warnings_out = list(recording.meta["warnings"])
+    annotations = keep_annotations_inside(annotations, recording.duration, path, warnings_out)
+    return recording.replace(
+        annotations=annotations,
+        meta={**recording.meta, "reader": "neurofm.data.layouts.read_bci_iv_mi",
+              "cue_classes": dict(BCI_IV_CUES), "warnings": warnings_out},
+    )
