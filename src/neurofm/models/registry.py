@@ -51,4 +51,8 @@ def _import_model_families() -> None:
 
 
 # Model family modules whose import registers their named configs.
-_FAMILY_MODULES: tuple[str, ...] = ()
+_FAMILY_MODULES: tuple[str, ...] = (
+    "neurofm.models.labram",
+    "neurofm.models.labram_pretrain",
+    "neurofm.models.vqnsp",
+)
