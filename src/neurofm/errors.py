@@ -33,3 +33,7 @@ class DatasetError(NeurofmError):
 
 class CorpusError(NeurofmError):
     """A corpus on disk is missing, damaged or inconsistent with its manifest."""
+
+
+class TrainingError(NeurofmError):
+    """A training run cannot go on (e.g. the loss stayed non-finite); checkpoints stay intact."""
