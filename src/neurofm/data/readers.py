@@ -118,42 +118,71 @@ def _extension(path: Path) -> str:
     return ".fif.gz" if name.endswith(".fif.gz") else path.suffix.lower()
 
 
-def _check_edf_size(path: Path, extension: str) -> None:
-    """Refuse an EDF/BDF whose header promises more data than the file holds."""
+def _edf_header_error(path: Path, extension: str, problem: str) -> RecordingError:
+    return RecordingError(
+        f"{path}: corrupted {extension.upper().lstrip('.')} header: {problem}; the file is damaged "
+        "or not in this format: download or export it again"
+    )
+
+
+def _check_edf_header(path: Path, extension: str) -> None:
+    """Validate an EDF/BDF header and refuse a file that holds less data than it promises.
+
+    MNE reads some damaged headers without complaint (a garbled physical range silently rescales
+    the signal), so the fields that determine the numbers are checked here first.
+    """
     sample_bytes = _EDF_SAMPLE_BYTES[extension]
     with path.open("rb") as handle:
         fixed = handle.read(256)
         if len(fixed) < 256:
             raise RecordingError(
-                f"{path}: truncated {extension} header ({len(fixed)} of 256 bytes); the file is "
-                "damaged or was cut off during copying: download or export it again"
+                f"{path}: truncated {extension.upper().lstrip('.')} header ({len(fixed)} of 256 "
+                "bytes); the file was cut off during copying: download or export it again"
             )
+        version_ok = fixed[:8] == b"\xffBIOSEMI" if extension == ".bdf" else fixed[:1] == b"0"
+        if not version_ok:
+            raise _edf_header_error(path, extension, f"version field {fixed[:8]!r}")
         try:
             header_bytes = int(fixed[184:192].decode("ascii").strip())
             n_records = int(fixed[236:244].decode("ascii").strip())
             n_signals = int(fixed[252:256].decode("ascii").strip())
-        except ValueError:
-            raise RecordingError(
-                f"{path}: corrupted {extension} header (header size, number of data records or "
-                "number of signals is not a number); the file is damaged or not an "
-                f"{extension.upper().lstrip('.')} file: download or export it again"
+        except (UnicodeDecodeError, ValueError):
+            raise _edf_header_error(
+                path, extension, "header size, number of data records or number of signals is "
+                "not a number"
             ) from None
         if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
-            raise RecordingError(
-                f"{path}: corrupted {extension} header ({n_signals} signals but a {header_bytes}-"
-                "byte header); the file is damaged: download or export it again"
+            raise _edf_header_error(
+                path, extension, f"{n_signals} signals but a {header_bytes}-byte header"
             )
-        handle.seek(256 + n_signals * 216)
-        samples_field = handle.read(n_signals * 8)
-    try:
-        samples_per_record = [
-            int(samples_field[i * 8 : (i + 1) * 8].decode("ascii").strip()) for i in range(n_signals)
-        ]
-    except ValueError:
+        signal_header = handle.read(256 * n_signals)
+    if len(signal_header) < 256 * n_signals:
         raise RecordingError(
-            f"{path}: corrupted {extension} header (samples per data record is not a number); "
-            "the file is damaged: download or export it again"
-        ) from None
+            f"{path}: truncated {extension.upper().lstrip('.')} header (signal descriptions cut "
+            "off); the file was cut off during copying: download or export it again"
+        )
+
+    def numbers(field_offset: int, name: str, cast: type) -> list:
+        start = field_offset * n_signals
+        try:
+            return [
+                cast(signal_header[start + i * 8 : start + (i + 1) * 8].decode("ascii").strip())
+                for i in range(n_signals)
+            ]
+        except (UnicodeDecodeError, ValueError):
+            raise _edf_header_error(path, extension, f"{name} is not a number") from None
+
+    physical_min = numbers(104, "physical minimum", float)
+    physical_max = numbers(112, "physical maximum", float)
+    digital_min = numbers(120, "digital minimum", int)
+    digital_max = numbers(128, "digital maximum", int)
+    samples_per_record = numbers(216, "samples per data record", int)
+    for i in range(n_signals):
+        if digital_max[i] <= digital_min[i] or physical_max[i] == physical_min[i]:
+            label = signal_header[i * 16 : (i + 1) * 16].decode("latin-1").strip()
+            raise _edf_header_error(
+                path, extension, f"signal {i} ({label!r}) has an empty digital or physical range"
+            )
     if n_records < 0:
         # -1 means "unknown" in EDF (a recording still being written); MNE derives it from the size.
         return
@@ -161,9 +190,9 @@ def _check_edf_size(path: Path, extension: str) -> None:
     actual = path.stat().st_size
     if actual < expected:
         raise RecordingError(
-            f"{path}: truncated {extension} file: its header promises {n_records} data records "
-            f"({expected} bytes) but the file has {actual} bytes; it was cut off during copying "
-            "or recording: download or export it again"
+            f"{path}: truncated {extension.upper().lstrip('.')} file: its header promises "
+            f"{n_records} data records ({expected} bytes) but the file has {actual} bytes; it "
+            "was cut off during copying or recording: download or export it again"
         )
 
 
@@ -206,7 +235,7 @@ def read_raw(path: str | Path, **kwargs: Any) -> mne.io.BaseRaw:
     reader_name, reader, options = _mne_reader(path)
     extension = _extension(path)
     if extension in _EDF_SAMPLE_BYTES:
-        _check_edf_size(path, extension)
+        _check_edf_header(path, extension)
     options.update(kwargs)
     try:
         raw = reader(path, preload=True, verbose="error", **options)
