@@ -1,0 +1,267 @@
+"""Layout readers: Myo gesture CSV (real), and DREAMS, Sleep-EDF, BI2012, BCI IV layouts.
+
+Myo files and the Sleep-EDF hypnogram are real files from the mirror. DREAMS, Brain Invaders
+2012 and BCI Competition IV recordings are not in the mirror: their tests write small files in
+each documented layout, filled with seeded random numbers (synthetic, not real data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from neurofm.data.layouts import (
+    MYO_GESTURES,
+    SLEEP_STAGES,
+    read_bci_iv_mi,
+    read_bi2012,
+    read_dreams_excerpt,
+    read_myo_gesture_file,
+    read_sleep_edf,
+)
+from neurofm.data.readers import read_annotations_file
+from neurofm.data.recording import Annotation
+
+MYO_SESSIONS = [
+    "10000-1", "12345-1", "12345-2", "21547-1", "21547-2", "22222-1", "32185-1", "40052-1",
+    "45612-1", "45612-2", "54321-1", "54321-2", "66666-1", "78945-1", "78945-2",
+]
+
+
+# --------------------------------------------------------------------------- file writers
+
+
+def write_dreams_signal(path: Path, name: str, values: np.ndarray) -> None:
+    """DREAMS signal text: '[name]' then one value per line."""
+    path.write_text(f"[{name}]\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")
+
+
+def write_dreams_hypnogram(path: Path, codes: list[int], header: str = "hypnogram") -> None:
+    """DREAMS hypnogram text: '[hypnogram]' then one integer stage code per 5 s."""
+    path.write_text(f"[{header}]\n" + "\n".join(str(c) for c in codes) + "\n")
+
+
+def write_bi2012_npz(path: Path, eeg: np.ndarray, stim: np.ndarray, unit: str = "uV") -> list[str]:
+    """The NPZ layout read_bi2012 documents, with the 17 channel names of the release."""
+    names = ["F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4",
+             "P8", "O1", "O2"][: eeg.shape[0]]
+    np.savez(path, eeg=eeg, ch_names=np.array(names), sfreq=np.float64(128.0),
+             unit=np.array(unit), stim=stim, subject=np.array("01"), session=np.array("training"))
+    return names
+
+
+def write_gdf1(path: Path, signal_uv: np.ndarray, ch_names: list[str], sfreq: float,
+               events: list[tuple[int, int]]) -> None:
+    """A minimal GDF 1.25 file (int16 samples at 0.1 µV, event table mode 1), as BCI IV uses."""
+    n_channels, n_samples = signal_uv.shape
+    record_samples = int(sfreq)
+    n_records = n_samples // record_samples
+    fixed = b"GDF 1.25" + b"P01 test".ljust(80) + b"R01".ljust(80) + b"2008060112000000"
+    fixed += np.int64(256 * (n_channels + 1)).tobytes() + bytes(24) + bytes(20)
+    fixed += np.int64(n_records).tobytes() + np.array([1, 1], np.uint32).tobytes()
+    fixed += np.uint32(n_channels).tobytes()
+    channels = b"".join(n.encode().ljust(16) for n in ch_names) + bytes(80 * n_channels)
+    channels += b"".join(b"uV".ljust(8) for _ in ch_names)
+    channels += np.full(n_channels, -3276.8).tobytes() + np.full(n_channels, 3276.7).tobytes()
+    channels += np.full(n_channels, -32768, np.int64).tobytes()
+    channels += np.full(n_channels, 32767, np.int64).tobytes()
+    channels += bytes(80 * n_channels) + np.full(n_channels, record_samples, np.int32).tobytes()
+    channels += np.full(n_channels, 3, np.int32).tobytes() + bytes(32 * n_channels)  # 3 = int16
+    digital = np.round(signal_uv[:, : n_records * record_samples] * 10).astype("<i2")
+    data = digital.reshape(n_channels, n_records, record_samples).transpose(1, 0, 2).tobytes()
+    table = bytes([1]) + int(sfreq).to_bytes(3, "little") + np.uint32(len(events)).tobytes()
+    table += (np.array([p for p, _ in events], np.uint32) + 1).tobytes()  # 1-based positions
+    table += np.array([t for _, t in events], np.uint16).tobytes()
+    path.write_bytes(fixed + channels + data + table)
+
+
+def write_psg_edf(path: Path, seconds: int, sfreq: float = 1.0) -> None:
+    """A synthetic 2-channel PSG EDF (the Sleep-EDF channel names), for pairing with a hypnogram."""
+    info = mne.create_info(["EEG Fpz-Cz", "EOG horizontal"], sfreq, "eeg")
+    signal = np.random.default_rng(0).normal(0, 20e-6, (2, int(seconds * sfreq)))
+    raw = mne.io.RawArray(signal, info, verbose="error")
+    mne.export.export_raw(path, raw, fmt="edf", physical_range=(-500e-6, 500e-6),
+                          overwrite=True, verbose="error")
+
+
+# --------------------------------------------------------------------------- Myo (real files)
+
+
+def test_myo_session_files_hold_eight_emg_channels_and_alternating_labels(mirror_dir: Path) -> None:
+    session = mirror_dir / "myo_gestures" / "right_hand" / "12345-1"
+
+    for gesture in range(8):
+        recording = read_myo_gesture_file(session / f"{gesture}.txt")
+        assert recording.signal.shape[0] == 8
+        assert recording.ch_types == ["emg"] * 8
+        assert recording.unit == "device"
+        assert recording.sfreq == 200.0
+        assert "nominal" in recording.meta["sfreq_note"]
+        assert (recording.subject, recording.session) == ("12345", "1")
+        assert recording.meta["label_names"] == list(MYO_GESTURES)
+        assert set(np.unique(recording.labels)) == ({0} if gesture == 0 else {0, gesture})
+        assert recording.signal.min() >= -128 and recording.signal.max() <= 127
+        # about one minute at the nominal rate
+        assert 50 <= recording.duration <= 70
+
+
+@pytest.mark.parametrize("session", MYO_SESSIONS)
+def test_every_myo_session_reads_all_eight_gesture_files(mirror_dir: Path, session: str) -> None:
+    folder = mirror_dir / "myo_gestures" / "right_hand" / session
+    participant, number = session.split("-")
+
+    for gesture in range(8):
+        recording = read_myo_gesture_file(folder / f"{gesture}.txt")
+        assert recording.subject == participant and recording.session == number
+        assert recording.labels is not None and len(recording.labels) == recording.n_samples
+        assert set(np.unique(recording.labels)) <= {0, gesture}
+
+
+def test_myo_participant_and_session_given_explicitly_override_the_folder(mirror_dir: Path) -> None:
+    path = mirror_dir / "myo_gestures" / "right_hand" / "45612-2" / "3.txt"
+
+    recording = read_myo_gesture_file(path, participant="p7", session="s9")
+
+    assert (recording.subject, recording.session) == ("p7", "s9")
+
+
+# --------------------------------------------------------------------------- DREAMS
+
+
+def test_dreams_excerpt_maps_rk_codes_to_aasm_labels_and_merged_annotations(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sfreq, codes = 50, [5, 5, 3, 2, 2, 1, 0, 4, -1, -2, 5, 5]  # 12 stages of 5 s = 60 s
+    write_dreams_signal(tmp_path / "excerpt1.txt", "C3-A1", rng.normal(0, 30, 60 * sfreq))
+    write_dreams_hypnogram(tmp_path / "Hypnogram_excerpt1.txt", codes)
+
+    recording = read_dreams_excerpt(tmp_path / "excerpt1.txt", tmp_path / "Hypnogram_excerpt1.txt")
+
+    assert recording.sfreq == 50.0  # derived from 3000 samples / (12 x 5 s)
+    assert recording.ch_names == ["C3-A1"] and recording.ch_types == ["eeg"]
+    assert recording.unit == "uV"
+    assert recording.meta["hypnogram_scoring"] == "R&K"
+    assert [(a.onset, a.duration, a.description) for a in recording.annotations] == [
+        (0.0, 10.0, "W"), (10.0, 5.0, "N1"), (15.0, 10.0, "N2"), (25.0, 10.0, "N3"),
+        (35.0, 5.0, "REM"), (50.0, 10.0, "W"),
+    ]
+    per_stage = recording.labels.reshape(12, 5 * sfreq)
+    assert (per_stage == per_stage[:, :1]).all()
+    expected = [0, 0, 1, 2, 2, 3, 3, 4, -1, -1, 0, 0]
+    assert per_stage[:, 0].tolist() == expected
+    assert SLEEP_STAGES[per_stage[5, 0]] == "N3"
+
+
+def test_dreams_excerpt_reads_several_signal_files_and_aasm_hypnograms(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    write_dreams_signal(tmp_path / "eeg.txt", "CZ-A1", rng.normal(0, 30, 2000))
+    write_dreams_signal(tmp_path / "eog.txt", "EOG P8-A1", rng.normal(0, 30, 2000))
+    write_dreams_hypnogram(tmp_path / "HypnogramAASM_subject1.txt", [5, 3, 2, 1], "HypnogramAASM")
+
+    recording = read_dreams_excerpt(
+        [tmp_path / "eeg.txt", tmp_path / "eog.txt"], tmp_path / "HypnogramAASM_subject1.txt",
+        sfreq=100.0,
+    )
+
+    assert recording.signal.shape == (2, 2000)
+    assert recording.ch_types == ["eeg", "eog"]
+    assert recording.meta["hypnogram_scoring"] == "AASM"
+    assert [a.description for a in recording.annotations] == ["W", "N1", "N2", "N3"]
+
+
+# --------------------------------------------------------------------------- Sleep-EDF
+
+
+def test_sleep_edf_night_gets_aasm_labels_from_the_real_hypnogram(mirror_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    hypnogram = mirror_dir / "formats" / "edf" / "SC4001EC-Hypnogram.edf"
+    psg = tmp_path / "SC4001E0-PSG.edf"
+    write_psg_edf(psg, seconds=86400)  # the hypnogram spans 24 h; 1 Hz keeps the file small
+
+    recording = read_sleep_edf(psg, hypnogram)
+
+    assert (recording.subject, recording.session) == ("00", "1")
+    assert recording.ch_types == ["eeg", "eog"]
+    assert recording.meta["label_names"] == list(SLEEP_STAGES)
+    assert recording.meta["warnings"] == []
+    seconds_per_stage: dict[str, float] = {}
+    rk = {"Sleep stage W": "W", "Sleep stage 1": "N1", "Sleep stage 2": "N2",
+          "Sleep stage 3": "N3", "Sleep stage 4": "N3", "Sleep stage R": "REM"}
+    for annotation in read_annotations_file(hypnogram):
+        stage = rk.get(annotation.description)
+        if stage is not None:
+            seconds_per_stage[stage] = seconds_per_stage.get(stage, 0.0) + annotation.duration
+    for index, stage in enumerate(SLEEP_STAGES):
+        assert (recording.labels == index).sum() == seconds_per_stage.get(stage, 0.0)
+    unscored = 86400 - sum(seconds_per_stage.values())
+    assert (recording.labels == -1).sum() == unscored > 0
+
+
+def test_sleep_edf_stages_past_the_end_of_a_short_psg_are_dropped_with_a_warning(
+    mirror_dir: Path, tmp_path: Path
+) -> None:
+    psg = tmp_path / "SC4001E0-PSG.edf"
+    write_psg_edf(psg, seconds=31200)
+
+    recording = read_sleep_edf(psg, mirror_dir / "formats" / "edf" / "SC4001EC-Hypnogram.edf")
+
+    assert recording.labels[[100, 30700, 30800]].tolist() == [0, 1, 2]
+    assert recording.annotations[0] == Annotation(0.0, 30630.0, "W")
+    assert any("dropped" in w and "SC4001EC-Hypnogram.edf" in w
+               for w in recording.meta["warnings"])
+    assert max(a.onset + a.duration for a in recording.annotations) <= recording.duration
+
+
+# --------------------------------------------------------------------------- Brain Invaders 2012
+
+
+def test_bi2012_flashes_become_target_and_nontarget_annotations(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    eeg = rng.normal(0, 10, (17, 1280))
+    stim = np.zeros(1280, dtype=np.int64)
+    stim[128:131] = 1  # a flash lasts a few samples: one event at its first sample
+    stim[256:259] = 2
+    stim[384:387] = 1
+    names = write_bi2012_npz(tmp_path / "subject_01_training.npz", eeg, stim)
+
+    recording = read_bi2012(tmp_path / "subject_01_training.npz")
+
+    assert recording.ch_names == names and recording.ch_types == ["eeg"] * 17
+    assert recording.sfreq == 128.0 and recording.unit == "uV"
+    assert (recording.subject, recording.session) == ("01", "training")
+    assert recording.annotations == [
+        Annotation(1.0, 0.0, "nontarget"), Annotation(2.0, 0.0, "target"),
+        Annotation(3.0, 0.0, "nontarget"),
+    ]
+    np.testing.assert_allclose(recording.signal, eeg.astype(np.float32))
+
+
+def test_bi2012_signal_stored_in_volts_comes_out_in_microvolts(tmp_path: Path) -> None:
+    eeg = np.random.default_rng(3).normal(0, 10e-6, (4, 256))
+    write_bi2012_npz(tmp_path / "run.npz", eeg, np.zeros(256, dtype=np.int64), unit="V")
+
+    recording = read_bi2012(tmp_path / "run.npz")
+
+    np.testing.assert_allclose(recording.signal, (eeg * 1e6).astype(np.float32), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- BCI IV
+
+
+def test_bci_iv_cues_become_class_annotations_and_eog_channels_are_typed(tmp_path: Path) -> None:
+    signal = np.random.default_rng(4).normal(0, 20, (6, 250 * 20))
+    names = ["EEG-C3", "EEG-Cz", "EEG-C4", "EOG-left", "EOG-central", "EOG-right"]
+    events = [(500, 768), (750, 769), (2500, 768), (2750, 770), (4000, 1023)]
+    write_gdf1(tmp_path / "A01T.gdf", signal, names, 250.0, events)
+
+    recording = read_bci_iv_mi(tmp_path / "A01T.gdf")
+
+    assert recording.ch_types == ["eeg", "eeg", "eeg", "eog", "eog", "eog"]
+    assert recording.unit == "uV" and recording.sfreq == 250.0
+    cues = [(a.onset, a.duration, a.description) for a in recording.annotations
+            if a.description in ("left_hand", "right_hand")]
+    assert cues == [(3.0, 4.0, "left_hand"), (11.0, 4.0, "right_hand")]
+    assert "1023" in [a.description for a in recording.annotations]  # rejected-trial marker kept
+    np.testing.assert_allclose(recording.signal, np.round(signal * 10) / 10, atol=1e-3)
