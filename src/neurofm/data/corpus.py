@@ -601,7 +601,14 @@ class CorpusWriter:
             config_hash=self.config_hash,
             neurofm_version=__version__,
         )
-        atomic_write_json(entry_file, entry.to_dict())
+        try:
+            atomic_write_json(entry_file, entry.to_dict())
+        except OSError:
+            # Without its entry the arrays are unreachable; remove them so the corpus stays clean.
+            for name in (entry.array_name, entry.labels_name):
+                if name:
+                    (recordings / name).unlink(missing_ok=True)
+            raise
         return entry
 
     def _remove_stale_temporaries(self, key: str) -> None:
