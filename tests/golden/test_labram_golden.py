@@ -21,6 +21,7 @@ from neurofm.models.checkpoints import (
     read_official_state_dict,
 )
 from neurofm.models.vqnsp import fourier_targets
+from neurofm.objectives.mem import MaskedEEGModelling
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +149,17 @@ def test_mem_case_reproduces_official_outputs(golden_dir: Path, manifest: dict, 
     np.testing.assert_array_equal(logits_sym.argmax(1).numpy(), arrays["argmax_masked_sym"])
     loss = F.cross_entropy(logits, targets[mask]) + F.cross_entropy(logits_sym, targets[~mask])
     _close(loss.reshape(1), arrays["loss"], manifest["tolerance"]["loss_abs"])
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_mem_objective_reproduces_official_loss(golden_dir: Path, manifest: dict, mem_model, tokenizer,
+                                                batched: bool) -> None:
+    _, arrays = _case(golden_dir, manifest, "mem_base_19ch_4s")
+    x = torch.from_numpy(arrays["input"])
+    batch = {"signal": x.reshape(x.shape[0], x.shape[1], -1), "channel_index": _channel_index(arrays),
+             "channel_mask": torch.ones(x.shape[:2], dtype=torch.bool),
+             "token_mask": torch.from_numpy(arrays["mask"])}
+    objective = MaskedEEGModelling(mem_model, tokenizer, batched_symmetric=batched).eval()
+    with torch.no_grad():
+        out = objective(batch)
+    _close(out.loss.reshape(1), arrays["loss"], manifest["tolerance"]["loss_abs"])

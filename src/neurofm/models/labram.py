@@ -147,7 +147,8 @@ class NeuralTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, SPATIAL_ROWS, dim))
         self.time_embed = nn.Parameter(torch.zeros(1, MAX_PATCHES, dim))
-        rates = torch.linspace(0, config.drop_path, config.depth).tolist()
+        depth = config.depth
+        rates = [config.drop_path * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(dim, config.num_heads, config.mlp_dim, qkv_bias=config.qkv_bias,
                   qk_norm=config.qk_norm, init_values=config.init_values, drop_path=rate)

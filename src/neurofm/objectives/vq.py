@@ -1,0 +1,79 @@
+"""VQ-NSP tokenizer training objective (METHODS.md §3) and codebook-health metrics.
+
+L_T = MSE(amplitude, Ã) + MSE(phase, φ̃) + β·MSE(sg(z_q), z), each a mean over the elements of real
+(non-padding) tokens; Ã and φ̃ are the per-sample z-scored Fourier amplitude and phase of each
+patch. The codebook itself moves by its EMA update inside the tokenizer's forward in training mode.
+
+Metrics: the three loss terms, the batch's code perplexity and fraction of codes used, and the
+codebook's usage-EMA perplexity and used fraction. With ``restart_dead_every = k > 0``, every k-th
+training step re-seeds codes whose usage EMA fell below ``dead_below`` (a neurofm option; the
+official recipe has no restart) and logs how many were restarted.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neurofm.models.labram import as_patches
+from neurofm.models.vqnsp import VQNSP, fourier_targets
+from neurofm.objectives.base import ObjectiveOutput
+
+
+def _masked_mse(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    error = (prediction.float() - target).square()
+    return error.mean() if valid is None else error[valid].mean()
+
+
+class VQNSPObjective(nn.Module):
+    """batch → tokenizer loss and codebook metrics.
+
+    Args:
+        tokenizer: the VQ-NSP network being trained.
+        restart_dead_every: restart dead codes every this many training steps (0: never).
+        dead_below: usage-EMA threshold under which a code counts as dead.
+        autocast_dtype: run encoder and decoder under autocast (code assignment stays fp32).
+    """
+
+    def __init__(self, tokenizer: VQNSP, restart_dead_every: int = 0, dead_below: float = 1e-3,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.restart_dead_every = restart_dead_every
+        self.dead_below = dead_below
+        self.autocast_dtype = autocast_dtype
+        self.steps = 0
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
+        signal, channel_index = batch["signal"], batch["channel_index"]
+        channel_mask = batch.get("channel_mask")
+        with torch.autocast(device_type=signal.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            out = self.tokenizer(signal, channel_index, channel_mask)
+        amplitude, phase = fourier_targets(as_patches(signal), out.token_valid)
+        rec_amplitude = _masked_mse(out.amplitude, amplitude, out.token_valid)
+        rec_phase = _masked_mse(out.phase, phase, out.token_valid)
+        loss = out.quant_loss + rec_amplitude + rec_phase
+        quantizer = self.tokenizer.quantizer
+        ids = out.token_ids[out.token_ids >= 0]
+        counts = torch.bincount(ids, minlength=quantizer.n_codes).float()
+        probs = counts / counts.sum().clamp(min=1)
+        batch_perplexity = torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum())
+        metrics: dict[str, float | torch.Tensor] = {
+            "quant_loss": out.quant_loss.detach(),
+            "rec_amplitude": rec_amplitude.detach(),
+            "rec_phase": rec_phase.detach(),
+            "batch_perplexity": batch_perplexity,
+            "batch_used_fraction": (counts > 0).float().mean(),
+        }
+        usage = quantizer.usage_report(self.dead_below)
+        metrics["codebook_perplexity"] = usage["perplexity"]
+        metrics["codebook_used_fraction"] = usage["used_fraction"]
+        if self.training:
+            self.steps += 1
+            if self.restart_dead_every and self.steps % self.restart_dead_every == 0:
+                z = out.z.detach().reshape(-1, quantizer.dim)
+                if out.token_valid is not None:
+                    z = z[out.token_valid.reshape(-1)]
+                metrics["restarted_codes"] = float(quantizer.restart_dead_codes(z, self.dead_below))
+        return ObjectiveOutput(loss=loss, metrics=metrics)
