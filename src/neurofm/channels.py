@@ -39,8 +39,10 @@ _INDEX_BY_NAME = {name: i for i, name in enumerate(LABRAM_VOCABULARY)}
 _REFERENCE_SUFFIXES = frozenset(
     {"REF", "LE", "RE", "AR", "AVG", "AV", "CAR", "LINKED", "A1", "A2", "M1", "M2", "A1A2", "M1M2"}
 )
-# Electrodes that are themselves references; "A2-A1" is an ear-to-ear derivation, not A2.
+# Electrodes that are themselves references: "A1-REF" is A1, but "A2-A1" (a reference electrode
+# against another) is an ear-to-ear derivation, not A2.
 _REFERENCE_ELECTRODES = frozenset({"A1", "A2", "M1", "M2"})
+_COMBINED_REFERENCES = _REFERENCE_ELECTRODES | {"A1A2", "M1M2"}
 _PREFIX = re.compile(r"^(EEG|EOG|EMG|ECG|POL)[\s:_-]+", re.IGNORECASE)
 
 
@@ -62,7 +64,8 @@ def normalize_channel_name(label: str) -> str | None:
     if len(parts) != 2:
         return None
     first, second = parts[0].upper(), parts[1].upper()
-    if second in _REFERENCE_SUFFIXES and first not in _REFERENCE_ELECTRODES:
+    ear_to_ear = first in _REFERENCE_ELECTRODES and second in _COMBINED_REFERENCES
+    if second in _REFERENCE_SUFFIXES and not ear_to_ear:
         return _CANONICAL_BY_UPPER.get(first)
     if first in _CANONICAL_BY_UPPER and second in _CANONICAL_BY_UPPER:
         return _CANONICAL_BY_UPPER.get(f"{first}-{second}")
