@@ -261,6 +261,11 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
     ) else None
     if notch_applied is not None:
         data = mne.filter.notch_filter(data, recording.sfreq, notch_applied, verbose="error")
+    elif config.notch_freq is not None:
+        warnings_out.append(
+            f"{source}: notch at {config.notch_freq:g} Hz skipped: above the {nyquist_in:g} Hz "
+            "Nyquist frequency of the input, where the signal holds nothing to remove"
+        )
     if recording.sfreq != config.sfreq:
         data = mne.filter.resample(
             data, up=config.sfreq, down=recording.sfreq, npad="auto", verbose="error"
