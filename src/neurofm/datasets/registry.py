@@ -694,117 +694,120 @@ def fetch(
     spec = _as_spec(dataset)
     user = dict(checksums or {})
     dest_root = cache_root(dest)
-    folder = dest_root / spec.mirror_folder
     state = availability(spec, mirror=mirror, cache=dest_root, checksums=user)
-    todo = [s for s in state.files if not s.usable]
-    record = _trust_record(folder)
-    recorded_before = dict(record)
-
-    def expected_for(remote: RemoteFile) -> str | None:
-        return remote.sha256 or user.get(remote.path) or record.get(remote.path)
-
-    def archive_expected(name: str) -> str | None:
-        return spec.archive(name).sha256 or user.get(name) or record.get(name)
-
-    unverifiable = [
-        s.path for s in todo
-        if expected_for(spec.file(s.path)) is None
-        and (spec.file(s.path).archive is None or archive_expected(spec.file(s.path).archive) is None)
-    ]
-    if unverifiable and not trust_on_first_use:
-        raise DatasetError(
-            f"{spec.name}: the source publishes no checksum for {len(unverifiable)} file(s) (e.g. "
-            f"{unverifiable[0]}), and neurofm does not use unverified data. Either pass checksums "
-            "you trust (--checksums FILE, sha256sum format, paths relative to the dataset folder "
-            "or archive names), or pass --trust-on-first-use to accept what is downloaded now and "
-            f"record its checksums in {folder / TRUST_RECORD}; every later use is verified "
-            "against that record. Nothing was downloaded."
-        )
-
-    hashes = ChecksumCache(dest_root / "checksums.json")
-    archives: dict[str, Path] = {}
+    todo = [spec.file(s.path) for s in state.files if not s.usable]
+    present = {s.path for s in state.files if s.state == "unverified"}
+    job = _FetchJob(spec, dest_root / spec.mirror_folder, user, trust_on_first_use, progress,
+                    ChecksumCache(dest_root / "checksums.json"))
+    job.refuse_unverifiable(todo)
     try:
-        _fetch_missing(spec, todo, folder, expected_for, archive_expected, record, archives,
-                       hashes, trust_on_first_use, progress)
+        for remote in todo:
+            job.obtain(remote, present_unverified=remote.path in present)
     finally:
-        # Whatever was verified or trusted before a failure stays recorded: each entry describes
-        # a file that is completely in place.
-        if record != recorded_before:
-            write_sha256sums(folder / TRUST_RECORD, record)
-        hashes.save()
-    for archive_path in archives.values():
-        # Every member is now extracted and verified: the archive is only dead weight.
-        archive_path.unlink(missing_ok=True)
+        job.save_records()
+    job.remove_unpacked_archives()
     return resolve(spec, "complete", mirror=mirror, cache=dest_root, checksums=user)
 
 
-def _fetch_missing(
-    spec: DatasetSpec,
-    todo: list[FileStatus],
-    folder: Path,
-    expected_for: Callable[[RemoteFile], str | None],
-    archive_expected: Callable[[str], str | None],
-    record: dict[str, str],
-    archives: dict[str, Path],
-    hashes: ChecksumCache,
-    trust_on_first_use: bool,
-    progress: bool,
-) -> None:
-    for status in todo:
-        remote = spec.file(status.path)
-        label = f"{spec.name}/{remote.path}"
-        target = safe_join(folder, remote.path, what=label)
-        expected = expected_for(remote)
-        if trust_on_first_use and status.state == "unverified" and status.location == target:
-            # Present in the download folder, nothing to compare with, and the user chose TOFU.
-            record[remote.path] = hashes.sha256(target)
-            continue
+@dataclass
+class _FetchJob:
+    """The state of one :func:`fetch`: where files go, what is trusted, which archives are open."""
+
+    spec: DatasetSpec
+    folder: Path
+    user: dict[str, str]
+    trust_on_first_use: bool
+    progress: bool
+    hashes: ChecksumCache
+    record: dict[str, str] = field(default_factory=dict)
+    archives: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.record = _trust_record(self.folder)
+        self._recorded_before = dict(self.record)
+
+    def expected(self, remote: RemoteFile) -> str | None:
+        return remote.sha256 or self.user.get(remote.path) or self.record.get(remote.path)
+
+    def archive_expected(self, name: str) -> str | None:
+        return self.spec.archive(name).sha256 or self.user.get(name) or self.record.get(name)
+
+    def refuse_unverifiable(self, todo: list[RemoteFile]) -> None:
+        """Raise before any download if a file could only be trusted on first use, unasked."""
+        if self.trust_on_first_use:
+            return
+        unverifiable = [
+            remote.path for remote in todo
+            if self.expected(remote) is None
+            and (remote.archive is None or self.archive_expected(remote.archive) is None)
+        ]
+        if unverifiable:
+            raise DatasetError(
+                f"{self.spec.name}: the source publishes no checksum for {len(unverifiable)} "
+                f"file(s) (e.g. {unverifiable[0]}), and neurofm does not use unverified data. "
+                "Either pass checksums you trust (--checksums FILE, sha256sum format, paths "
+                "relative to the dataset folder or archive names), or pass --trust-on-first-use "
+                "to accept what is downloaded now and record its checksums in "
+                f"{self.folder / TRUST_RECORD}; every later use is verified against that record. "
+                "Nothing was downloaded."
+            )
+
+    def obtain(self, remote: RemoteFile, *, present_unverified: bool) -> None:
+        """Put one verified copy of ``remote`` at its place in the download folder."""
+        label = f"{self.spec.name}/{remote.path}"
+        target = safe_join(self.folder, remote.path, what=label)
+        expected = self.expected(remote)
+        if self.trust_on_first_use and present_unverified and target.is_file() and expected is None:
+            # Unpacked by hand (e.g. from a RAR archive) into the download folder.
+            self.record[remote.path] = self.hashes.sha256(target)
+            return
         if remote.archive is None:
             if remote.url is None:
                 raise DatasetError(f"{label}: catalogue entry has neither a URL nor an archive")
-            seen = download_file(remote.url, target, expected, label=label, progress=progress)
+            seen = download_file(remote.url, target, expected, label=label, progress=self.progress)
         else:
-            if remote.archive not in archives:
-                archives[remote.archive] = _obtain_archive(
-                    spec, spec.archive(remote.archive), folder, archive_expected(remote.archive),
-                    record, hashes, progress,
-                )
-            seen = extract_zip_member(
-                archives[remote.archive], remote.member or remote.path, target, expected, label=label
-            )
+            archive = self.open_archive(self.spec.archive(remote.archive))
+            seen = extract_zip_member(archive, remote.member or remote.path, target, expected, label=label)
         if remote.sha256 is None:
-            record[remote.path] = seen
+            self.record[remote.path] = seen
 
-
-def _obtain_archive(
-    spec: DatasetSpec,
-    archive: RemoteArchive,
-    folder: Path,
-    expected: str | None,
-    record: dict[str, str],
-    hashes: ChecksumCache,
-    progress: bool,
-) -> Path:
-    label = f"{spec.name}/{archive.name}"
-    path = safe_join(folder, f"{ARCHIVES_FOLDER}/{archive.name}", what=label)
-    if path.is_file():
-        # Placed by hand (sites that need a login) or left by an interrupted fetch.
-        actual = hashes.sha256(path)
-        if expected is not None and actual != expected:
+    def open_archive(self, archive: RemoteArchive) -> Path:
+        """The verified local copy of ``archive`` (downloaded unless placed by hand)."""
+        if archive.name in self.archives:
+            return self.archives[archive.name]
+        label = f"{self.spec.name}/{archive.name}"
+        path = safe_join(self.folder, f"{ARCHIVES_FOLDER}/{archive.name}", what=label)
+        expected = self.archive_expected(archive.name)
+        if path.is_file():
+            # Placed by hand (sites that need a login) or left by an interrupted fetch.
+            actual = self.hashes.sha256(path)
+            if expected is not None and actual != expected:
+                raise DatasetError(
+                    f"{label}: {path} has sha256 {actual}, expected {expected}; it is damaged or "
+                    "a different release. Delete it and fetch again."
+                )
+        else:
+            actual = download_file(archive.url, path, expected, label=label, progress=self.progress)
+        if archive.sha256 is None:
+            self.record[archive.name] = actual
+        if archive.kind != "zip":
             raise DatasetError(
-                f"{label}: {path} has sha256 {actual}, expected {expected}; it is damaged or a "
-                "different release. Delete it and fetch again."
+                f"{label}: downloaded and verified to {path}, but it is a .{archive.kind} archive, "
+                "which Python's standard library cannot unpack. Unpack it yourself (e.g. `unar` "
+                f"or `bsdtar -xf`) into {self.folder}, keeping the file names, then run "
+                f"`neurofm datasets fetch {self.spec.name} --trust-on-first-use` to record the "
+                "checksums of the extracted files."
             )
-    else:
-        actual = download_file(archive.url, path, expected, label=label, progress=progress)
-    if archive.sha256 is None:
-        record[archive.name] = actual
-    if archive.kind != "zip":
-        raise DatasetError(
-            f"{label}: downloaded and verified to {path}, but it is a .{archive.kind} archive, "
-            "which Python's standard library cannot unpack. Unpack it yourself (e.g. `unar` or "
-            f"`bsdtar -xf`) into {folder}, keeping the file names, then run "
-            f"`neurofm datasets fetch {spec.name} --trust-on-first-use` to record the checksums "
-            "of the extracted files."
-        )
-    return path
+        self.archives[archive.name] = path
+        return path
+
+    def save_records(self) -> None:
+        """Write new trust records and hashes; every entry describes a file completely in place."""
+        if self.record != self._recorded_before:
+            write_sha256sums(self.folder / TRUST_RECORD, self.record)
+        self.hashes.save()
+
+    def remove_unpacked_archives(self) -> None:
+        # Every member is now extracted and verified: the archives are only dead weight.
+        for path in self.archives.values():
+            path.unlink(missing_ok=True)
