@@ -26,6 +26,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 from tqdm import tqdm
 
@@ -143,7 +144,7 @@ class ChecksumCache:
     across processes. A changed size or modification time forces a fresh hash.
     """
 
-    _memory: dict[tuple[str, int, int], str] = {}
+    _memory: ClassVar[dict[tuple[str, int, int], str]] = {}
 
     def __init__(self, store: Path | None) -> None:
         self.store = store

@@ -119,7 +119,8 @@ class DatasetSpec:
         for archive in self.archives:
             if archive.name == name:
                 return archive
-        raise DatasetError(f"{self.name}: no archive {name!r} in the catalogue entry")
+        known = ", ".join(a.name for a in self.archives) or "none"
+        raise DatasetError(f"{self.name}: no archive {name!r} in the catalogue entry (known: {known})")
 
     @property
     def subjects(self) -> list[str]:
