@@ -12,7 +12,7 @@ test windows; :mod:`neurofm.tasks.evaluate` scores those exactly as it scores a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from scipy import signal as sps
@@ -23,6 +23,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from neurofm.errors import ConfigError
+from neurofm.data.splits import Split
+from neurofm.tasks.evaluate import Predictions
+
+if TYPE_CHECKING:
+    from neurofm.tasks.data import TaskWindows
 
 #: Frequency bands in Hz, lower edge inclusive, upper edge exclusive.
 EEG_BANDS: dict[str, tuple[float, float]] = {
@@ -181,3 +186,36 @@ def get_baseline(name: str) -> Baseline:
         return BASELINES[name]
     except KeyError:
         raise ConfigError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}") from None
+
+
+def run_baseline(
+    baseline: Baseline, windows: "TaskWindows", folds: Sequence[Split], n_classes: int
+) -> Predictions:
+    """Fit ``baseline`` on each fold's training subjects and predict its test subjects.
+
+    Features are computed once for all windows (they depend on no training data); the scaler and
+    classifier are fitted per fold on the training partition only. The validation partition is
+    not used, because a baseline has no hyperparameters to select.
+    """
+    features = baseline.features(windows.signal, windows.sfreq)
+    parts = []
+    for index, fold in enumerate(folds):
+        train = np.isin(windows.recording, fold.train)
+        test = np.isin(windows.recording, fold.test)
+        if not train.any() or not test.any():
+            raise ConfigError(
+                f"fold {index} ({fold.name}) has {int(train.sum())} training and {int(test.sum())} test "
+                "windows; every fold needs both"
+            )
+        probabilities = baseline.fit_predict(
+            features[train], windows.label[train], features[test], n_classes
+        )
+        parts.append(Predictions(
+            y_true=windows.label[test],
+            y_prob=probabilities,
+            fold=np.full(int(test.sum()), index),
+            subject=windows.subject[test],
+            recording=windows.recording[test],
+            onset=windows.onset[test],
+        ))
+    return Predictions.concatenate(parts)

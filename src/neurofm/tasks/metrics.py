@@ -205,7 +205,7 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
     mean = float(finite.mean())
     if n < 2:
         return Interval(mean, float("nan"), float("nan"), confidence, method, n)
-    half_width = stats.t.ppf((1 + confidence) / 2, df=n - 1) * finite.std(ddof=1) / np.sqrt(n)
+    half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1) * finite.std(ddof=1) / np.sqrt(n))
     return Interval(mean, mean - half_width, mean + half_width, confidence, method, n)
 
 

@@ -1,0 +1,221 @@
+"""A task's labelled windows: registry dataset -> prepared corpus -> windows in memory.
+
+The corpus is prepared with the task's preprocessing recipe (``neurofm.data.prepare``) and cut
+into windows by :class:`neurofm.data.windows.WindowDataset` with the task's window spec, so a
+baseline and a fine-tuned model see exactly the same windows. Classical baselines need the whole
+set as one array; :class:`TaskWindows` holds it together with the subject, recording and onset of
+every window.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neurofm.data.corpus import Corpus
+from neurofm.data.prepare import PreparationReport, prepare_corpus
+from neurofm.data.sources import RecordingSource
+from neurofm.data.windows import WindowDataset
+from neurofm.datasets.registry import get_dataset, resolve
+from neurofm.errors import ConfigError, DatasetError
+from neurofm.tasks.definitions import Task
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskWindows:
+    """Every labelled window of a task, in memory.
+
+    Attributes:
+        signal: float32 ``[N, C, T]`` in ``unit`` at ``sfreq`` Hz.
+        label: int ``[N]`` class ids.
+        subject: str ``[N]`` the split unit of each window.
+        recording: str ``[N]`` the corpus recording id.
+        onset: float ``[N]`` window start in seconds from the recording's start.
+        sfreq: sampling rate in Hz.
+        unit: the corpus unit (``"100uV"``, ``"zscore"``...).
+        channels: the C channel names (for single-derivation tasks, the first recording's).
+    """
+
+    signal: np.ndarray
+    label: np.ndarray
+    subject: np.ndarray
+    recording: np.ndarray
+    onset: np.ndarray
+    sfreq: float
+    unit: str
+    channels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def select(self, mask: np.ndarray) -> "TaskWindows":
+        """The windows where ``mask [N]`` is true."""
+        return TaskWindows(self.signal[mask], self.label[mask], self.subject[mask],
+                           self.recording[mask], self.onset[mask], self.sfreq, self.unit,
+                           self.channels)
+
+    def describe(self) -> dict[str, object]:
+        """Counts for reports: windows, subjects, recordings, windows per class id."""
+        classes, counts = np.unique(self.label, return_counts=True)
+        return {
+            "windows": int(len(self)),
+            "subjects": int(len(set(self.subject.tolist()))),
+            "recordings": int(len(set(self.recording.tolist()))),
+            "windows_per_class": {int(c): int(n) for c, n in zip(classes, counts)},
+            "window_shape": list(self.signal.shape[1:]),
+            "sfreq": self.sfreq,
+            "unit": self.unit,
+            "channels": list(self.channels),
+        }
+
+
+def task_sources(
+    task: Task,
+    *,
+    mirror: str | os.PathLike | None = None,
+    dataset_dir: str | os.PathLike | None = None,
+) -> list[RecordingSource]:
+    """The recording sources of ``task``'s dataset that are available locally.
+
+    By default the registry's verified local files (``mirror`` or ``$NEUROFM_MIRROR``, then the
+    download cache); with ``dataset_dir``, the files under that folder laid out as the registry
+    describes, not checksummed (for data you placed yourself). Raises :class:`DatasetError`
+    saying that the task's dataset is not available locally, where it was looked for and how to
+    get it, when no recording is found.
+    """
+    spec = get_dataset(task.dataset)
+    if dataset_dir is not None:
+        sources = spec.sources(dataset_dir)
+        if not sources:
+            raise DatasetError(
+                f"task {task.name!r}: no recording of dataset {task.dataset!r} is complete under "
+                f"{dataset_dir} (expected e.g. {[p.as_posix() for p in spec.recording_plan[0].paths]}"
+                f"); check the folder, or fetch it with `neurofm datasets fetch {task.dataset}`"
+            )
+        return sources
+    try:
+        resolved = resolve(spec, require="available", mirror=mirror)
+    except DatasetError as error:
+        raise DatasetError(
+            f"task {task.name!r} needs dataset {task.dataset!r}, which is not available "
+            f"locally: {error}"
+        ) from None
+    if resolved.note:
+        _log.warning("task %s: %s", task.name, resolved.note)
+    return resolved.sources()
+
+
+def prepare_task_corpus(
+    task: Task,
+    corpus_root: str | os.PathLike,
+    *,
+    mirror: str | os.PathLike | None = None,
+    dataset_dir: str | os.PathLike | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[Corpus, PreparationReport]:
+    """Prepare (or reuse) the corpus of ``task``'s dataset under ``corpus_root``.
+
+    The corpus lands in ``corpus_root/<recipe hash>``; re-running skips recordings already there.
+    Recordings that fail preparation are reported in the returned report and left out;
+    ``mirror`` and ``dataset_dir`` are as in :func:`task_sources`.
+    """
+    sources = task_sources(task, mirror=mirror, dataset_dir=dataset_dir)
+    report = prepare_corpus(sources, corpus_root, task.preprocess_config(), workers=workers,
+                            progress=progress)
+    if not report.prepared and not report.skipped:
+        first = report.failed[0].message if report.failed else "no sources"
+        raise DatasetError(
+            f"task {task.name!r}: no recording of {task.dataset!r} could be prepared ({first})"
+        )
+    return Corpus(report.corpus_dir), report
+
+
+def task_window_dataset(task: Task, corpus: Corpus | str | os.PathLike,
+                        recording_ids: list[str] | None = None) -> WindowDataset:
+    """The task's windows over ``corpus`` as a PyTorch dataset (what a fine-tuned model reads)."""
+    spec = task.window
+    if recording_ids is None and spec.label_mode == "recording":
+        corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+        recording_ids = sorted(e.id for e in corpus if e.label in spec.label_map)
+    return WindowDataset(
+        corpus,
+        spec.seconds,
+        spec.stride_seconds,
+        recording_ids=recording_ids,
+        label_mode=spec.label_mode,
+        label_map=dict(spec.label_map),
+        event_offset_seconds=spec.event_offset_seconds,
+    )
+
+
+def _channel_rows(task: Task, channels: tuple[str, ...], recording_id: str) -> list[int]:
+    candidates = task.window.channels
+    if candidates is None:
+        return list(range(len(channels)))
+    upper = [c.upper() for c in channels]
+    for name in candidates:
+        if name.upper() in upper:
+            return [upper.index(name.upper())]
+    raise ConfigError(
+        f"task {task.name!r}: recording {recording_id!r} has none of the channels "
+        f"{list(candidates)} (it has {list(channels)}); the task uses one EEG derivation"
+    )
+
+
+def load_task_windows(task: Task, corpus: Corpus | str | os.PathLike) -> TaskWindows:
+    """Read every labelled window of ``task`` from ``corpus`` into memory.
+
+    Multi-channel tasks need the same channels in the same order in every recording (a
+    classical feature vector has one slot per channel); otherwise :class:`ConfigError` names the
+    recording that differs.
+    """
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+    dataset = task_window_dataset(task, corpus)
+    if len(dataset) == 0:
+        raise DatasetError(f"task {task.name!r}: corpus {corpus.path} yields no labelled windows")
+    entries = [corpus[rid] for rid in dataset.recording_ids]
+    rows = [_channel_rows(task, e.channels, e.id) for e in entries]
+    channels = tuple(entries[0].channels[r] for r in rows[0])
+    if task.window.channels is None:
+        for entry in entries[1:]:
+            if entry.channels != entries[0].channels:
+                raise ConfigError(
+                    f"task {task.name!r}: recording {entry.id!r} has channels {list(entry.channels)}"
+                    f", unlike {entries[0].id!r} ({list(entries[0].channels)}); classical "
+                    "baselines need one montage"
+                )
+    units = {e.unit for e in entries}
+    if len(units) != 1:
+        raise ConfigError(f"task {task.name!r}: recordings in several units {sorted(units)}")
+    length = dataset.window_length
+    signal = np.empty((len(dataset), len(rows[0]), length), dtype=np.float32)
+    for position in range(len(entries)):
+        windows = np.flatnonzero(dataset.window_recording == position)
+        if windows.size == 0:
+            continue
+        array = corpus.signal(entries[position].id)[rows[position]]
+        for window in windows:
+            start = int(dataset.window_start[window])
+            signal[window] = array[:, start:start + length]
+    return TaskWindows(
+        signal=signal,
+        label=np.asarray(dataset.window_label, dtype=np.int64),
+        subject=np.asarray(dataset.window_subjects(), dtype=str),
+        recording=np.asarray(dataset.recording_ids, dtype=str)[dataset.window_recording],
+        onset=dataset.window_start / dataset.sfreq,
+        sfreq=float(dataset.sfreq),
+        unit=units.pop(),
+        channels=channels,
+    )
+
+
+def default_corpus_root() -> Path:
+    """Where ``neurofm evaluate`` keeps prepared task corpora unless told otherwise."""
+    return Path(os.environ.get("NEUROFM_CACHE", Path.home() / ".cache" / "neurofm")) / "corpora"

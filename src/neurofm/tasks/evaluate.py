@@ -1,0 +1,320 @@
+"""Scoring a system's test predictions on a task's folds: metrics per fold and per subject, CIs.
+
+Any system, a classical baseline or a fine-tuned model, hands over :class:`Predictions` (one row
+per test window: true class, class probabilities, fold, subject, recording, onset) together with
+the folds it used. :func:`evaluate_predictions` checks that every window was tested in the fold
+that holds its subject out, scores it and returns an :class:`EvaluationResult`, which is saved as
+JSON with the task definition, the split and the system's configuration, so that a result always
+says exactly what was measured on what.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from neurofm import __version__
+from neurofm.atomic import atomic_write_json
+from neurofm.errors import ConfigError
+from neurofm.data.splits import Split
+from neurofm.tasks.definitions import Task
+from neurofm.tasks.metrics import (
+    METRIC_NAMES,
+    Interval,
+    bootstrap_over_subjects,
+    classification_metrics,
+    t_interval,
+)
+
+RESULT_FORMAT = "neurofm-evaluation"
+RESULT_VERSION = 1
+
+
+@dataclass
+class Predictions:
+    """Test-set predictions of one system, one row per window, over all folds.
+
+    Attributes:
+        y_true: int ``[N]`` true class ids.
+        y_prob: float ``[N, K]`` class probabilities (rows sum to 1).
+        fold: int ``[N]`` position (in the list of folds) of the fold that tested the window.
+        subject: str ``[N]`` the window's subject (the split unit).
+        recording: str ``[N]`` the recording id the window was cut from.
+        onset: float ``[N]`` the window's start in seconds from its recording's start.
+    """
+
+    y_true: np.ndarray
+    y_prob: np.ndarray
+    fold: np.ndarray
+    subject: np.ndarray
+    recording: np.ndarray
+    onset: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.y_true = np.asarray(self.y_true, dtype=np.int64)
+        self.y_prob = np.asarray(self.y_prob, dtype=np.float64)
+        self.fold = np.asarray(self.fold, dtype=np.int64)
+        self.subject = np.asarray(self.subject, dtype=str)
+        self.recording = np.asarray(self.recording, dtype=str)
+        self.onset = np.asarray(self.onset, dtype=np.float64)
+        n = len(self.y_true)
+        lengths = {name: len(getattr(self, name)) for name in
+                   ("y_prob", "fold", "subject", "recording", "onset")}
+        if any(length != n for length in lengths.values()):
+            raise ValueError(f"predictions of {n} windows have mismatched columns {lengths}")
+        if self.y_prob.ndim != 2:
+            raise ValueError(f"y_prob must be [N, K], got shape {self.y_prob.shape}")
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        """Predicted class ids ``[N]`` (argmax of ``y_prob``)."""
+        return self.y_prob.argmax(axis=1)
+
+    def select(self, mask: np.ndarray) -> "Predictions":
+        """The rows where ``mask [N]`` is true."""
+        return Predictions(self.y_true[mask], self.y_prob[mask], self.fold[mask],
+                           self.subject[mask], self.recording[mask], self.onset[mask])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Predictions"]) -> "Predictions":
+        """Stack the rows of several prediction sets (e.g. one per fold)."""
+        if not parts:
+            raise ValueError("no predictions to concatenate")
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in
+                     ("y_true", "y_prob", "fold", "subject", "recording", "onset")))
+
+    def to_dict(self) -> dict[str, list]:
+        """JSON-ready columns (probabilities rounded to 6 decimals)."""
+        return {
+            "y_true": self.y_true.tolist(),
+            "y_prob": np.round(self.y_prob, 6).tolist(),
+            "fold": self.fold.tolist(),
+            "subject": self.subject.tolist(),
+            "recording": self.recording.tolist(),
+            "onset": self.onset.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, list]) -> "Predictions":
+        """Inverse of :meth:`to_dict`."""
+        y_prob = np.asarray(data["y_prob"], dtype=np.float64)
+        return cls(data["y_true"], y_prob.reshape(len(data["y_true"]), -1), data["fold"],
+                   data["subject"], data["recording"], data["onset"])
+
+
+@dataclass
+class EvaluationResult:
+    """Everything measured for one system on one task, serialisable to JSON.
+
+    Attributes:
+        task: the task definition (:meth:`Task.to_dict`).
+        system: the system's name in reports, e.g. ``"bandpower_logreg"`` or ``"labram_base"``.
+        config: the system's settings (baseline hyperparameters, fine-tuning recipe...).
+        folds: the splits (one per fold) the predictions were made on.
+        fold_metrics: per fold, every metric on that fold's test windows.
+        subject_metrics: per test subject, every metric on that subject's windows.
+        pooled: every metric on all test windows together.
+        over_folds: per metric, the t-interval of the mean of ``fold_metrics``.
+        over_subjects: per metric, the bootstrap-over-subjects interval of ``pooled``.
+        predictions: the test predictions themselves (for confusion matrices and hypnograms).
+        created: UTC time of the evaluation (ISO 8601).
+        neurofm_version: the package version that produced it.
+        history_csv: optional path to the training-metrics CSV (long format: step, epoch, split,
+            name, value, wall_time) of a fine-tuning run, for learning-curve plots.
+    """
+
+    task: dict[str, Any]
+    system: str
+    config: dict[str, Any]
+    folds: list[Split]
+    fold_metrics: list[dict[str, float]]
+    subject_metrics: dict[str, dict[str, float]]
+    pooled: dict[str, float]
+    over_folds: dict[str, Interval]
+    over_subjects: dict[str, Interval]
+    predictions: Predictions
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
+                         .isoformat(timespec="seconds"))
+    neurofm_version: str = __version__
+    history_csv: str | None = None
+
+    @property
+    def task_name(self) -> str:
+        return str(self.task["name"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.task["class_names"])
+
+    @property
+    def primary_metric(self) -> str:
+        return str(self.task["primary_metric"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; undefined values (NaN) become ``null``."""
+        return _without_nan({
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "task": self.task,
+            "system": self.system,
+            "config": self.config,
+            "folds": [fold.to_dict() for fold in self.folds],
+            "fold_metrics": self.fold_metrics,
+            "subject_metrics": self.subject_metrics,
+            "pooled": self.pooled,
+            "over_folds": {k: v.to_dict() for k, v in self.over_folds.items()},
+            "over_subjects": {k: v.to_dict() for k, v in self.over_subjects.items()},
+            "predictions": self.predictions.to_dict(),
+            "created": self.created,
+            "neurofm_version": self.neurofm_version,
+            "history_csv": self.history_csv,
+        })
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "result") -> "EvaluationResult":
+        """Inverse of :meth:`to_dict`; :class:`ConfigError` naming ``where`` if it is not one."""
+        if data.get("format") != RESULT_FORMAT:
+            raise ConfigError(f"{where} is not a neurofm evaluation result (no format "
+                              f"{RESULT_FORMAT!r}); pass files written by `neurofm evaluate`")
+        if data.get("version") != RESULT_VERSION:
+            raise ConfigError(f"{where} has result version {data.get('version')}; this neurofm "
+                              f"reads version {RESULT_VERSION}")
+        metric = _with_nan
+        return cls(
+            task=dict(data["task"]),
+            system=str(data["system"]),
+            config=dict(data["config"]),
+            folds=[Split.from_dict(f) for f in data["folds"]],
+            fold_metrics=[metric(m) for m in data["fold_metrics"]],
+            subject_metrics={s: metric(m) for s, m in data["subject_metrics"].items()},
+            pooled=metric(data["pooled"]),
+            over_folds={k: Interval.from_dict(_with_nan(v)) for k, v in data["over_folds"].items()},
+            over_subjects={k: Interval.from_dict(_with_nan(v))
+                           for k, v in data["over_subjects"].items()},
+            predictions=Predictions.from_dict(data["predictions"]),
+            created=str(data["created"]),
+            neurofm_version=str(data["neurofm_version"]),
+            history_csv=data.get("history_csv"),
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the result as JSON atomically; returns the path."""
+        atomic_write_json(path, self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EvaluationResult":
+        """Read a result written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"result file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"result file {path} is not valid JSON ({error}); "
+                              "re-run `neurofm evaluate` to write it again") from None
+        return cls.from_dict(data, where=str(path))
+
+
+def _without_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return value
+
+
+def _with_nan(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: float("nan") if v is None else v for k, v in values.items()}
+
+
+def check_predictions_follow_split(predictions: Predictions, folds: Sequence[Split]) -> None:
+    """Raise :class:`ConfigError` unless every window was tested in the fold holding its subject out.
+
+    This is the guard against leakage: a window whose subject trained or validated the model that
+    predicted it would inflate every metric.
+    """
+    unknown = sorted(set(predictions.fold.tolist()) - set(range(len(folds))))
+    if unknown:
+        raise ConfigError(f"predictions name fold(s) {unknown}, but the split has {len(folds)} folds")
+    for index, fold in enumerate(folds):
+        tested = set(predictions.subject[predictions.fold == index].tolist())
+        leaked = sorted(tested - set(fold.groups["test"]))
+        if leaked:
+            raise ConfigError(
+                f"fold {index}: windows of subject(s) {leaked} were scored but are not in that "
+                f"fold's test partition {list(fold.groups['test'])}; predict each fold's test "
+                "subjects only"
+            )
+
+
+def evaluate_predictions(
+    task: Task,
+    system: str,
+    predictions: Predictions,
+    folds: Sequence[Split],
+    config: Mapping[str, Any] | None = None,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    history_csv: str | None = None,
+) -> EvaluationResult:
+    """Score ``predictions`` of ``system`` on ``task``: per fold, per subject, pooled, with CIs.
+
+    Args:
+        task: the task the predictions are for (defines the classes and the selection metric).
+        system: a name for the system in reports.
+        predictions: test predictions over the folds (``y_prob`` has ``task.n_classes`` columns).
+        folds: the split used; each prediction's subject must be in its fold's test partition.
+        config: the system's settings, stored with the result.
+        n_resamples, confidence, seed: the bootstrap over subjects.
+        history_csv: the training-metrics CSV of the run, if any (learning curves).
+    """
+    if predictions.y_prob.shape[1] != task.n_classes:
+        raise ConfigError(
+            f"predictions have {predictions.y_prob.shape[1]} class columns but task {task.name!r} "
+            f"has {task.n_classes} classes {task.class_names}"
+        )
+    if len(predictions.y_true) == 0:
+        raise ConfigError(f"no test windows to evaluate for task {task.name!r}")
+    check_predictions_follow_split(predictions, folds)
+    fold_metrics = []
+    for index in range(len(folds)):
+        rows = predictions.fold == index
+        if rows.any():
+            part = predictions.select(rows)
+            fold_metrics.append(classification_metrics(part.y_true, part.y_prob))
+    subject_metrics = {}
+    for subject in sorted(set(predictions.subject.tolist())):
+        part = predictions.select(predictions.subject == subject)
+        subject_metrics[subject] = classification_metrics(part.y_true, part.y_prob)
+    over_folds = {name: t_interval([m[name] for m in fold_metrics], confidence)
+                  for name in METRIC_NAMES}
+    over_subjects = bootstrap_over_subjects(
+        predictions.y_true, predictions.y_prob, predictions.subject, METRIC_NAMES,
+        n_resamples=n_resamples, confidence=confidence, seed=seed,
+    )
+    return EvaluationResult(
+        task=task.to_dict(),
+        system=system,
+        config={**dict(config or {}),
+                "bootstrap": {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}},
+        folds=list(folds),
+        fold_metrics=fold_metrics,
+        subject_metrics=subject_metrics,
+        pooled={name: over_subjects[name].estimate for name in METRIC_NAMES},
+        over_folds=over_folds,
+        over_subjects=over_subjects,
+        predictions=predictions,
+        history_csv=history_csv,
+    )

@@ -1,0 +1,392 @@
+"""Markdown + HTML reports comparing systems on one task, with PNG plots (matplotlib, Agg).
+
+A report holds: the task (dataset, preprocessing, windows, classes, selection metric), the split
+(how subjects were assigned, per fold), a metrics table with one row per system (pretrained,
+scratch, baseline...) and confidence intervals, and the plots: a confusion matrix per system,
+per-subject scores, learning curves (when a system's result names its training-metrics CSV) and,
+for sleep staging, hypnograms of the true and predicted stages.
+
+Both formats are rendered from one list of blocks, so the Markdown and the HTML always agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from neurofm.atomic import atomic_path, atomic_write_text  # noqa: E402
+from neurofm.errors import ConfigError  # noqa: E402
+from neurofm.tasks.evaluate import EvaluationResult  # noqa: E402
+from neurofm.tasks.metrics import METRIC_NAMES, Interval  # noqa: E402
+
+_METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced acc.",
+    "cohen_kappa": "Cohen's κ",
+    "f1_macro": "Macro F1",
+    "f1_weighted": "Weighted F1",
+    "auroc": "AUROC",
+    "auc_pr": "AUC-PR",
+}
+
+#: Vertical order of sleep stages in a hypnogram, wake on top (the clinical convention).
+_HYPNOGRAM_ORDER = ("W", "REM", "N1", "N2", "N3")
+
+
+@dataclass
+class _Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class _Paragraph:
+    text: str
+
+
+@dataclass
+class _Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class _Image:
+    path: str
+    caption: str
+
+
+@dataclass
+class ReportFiles:
+    """The files a report consists of."""
+
+    markdown: Path
+    html: Path
+    figures: list[Path] = field(default_factory=list)
+
+
+def format_interval(interval: Interval) -> str:
+    """``0.812 [0.771, 0.850]``, or just the estimate when the interval is undefined."""
+    if not np.isfinite(interval.estimate):
+        return "n/a"
+    if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
+        return f"{interval.estimate:.3f}"
+    return f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _save_figure(figure: plt.Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_confusion_matrix(result: EvaluationResult, path: Path) -> Path:
+    """Row-normalised confusion matrix (recall per true class) with counts, as a PNG."""
+    names = result.class_names
+    predictions = result.predictions
+    counts = confusion_matrix(predictions.y_true, predictions.y_pred, labels=range(len(names)))
+    totals = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros_like(counts, dtype=float), where=totals > 0)
+    size = 1.2 + 0.7 * len(names)
+    figure, axes = plt.subplots(figsize=(size + 1.2, size))
+    image = axes.imshow(rates, vmin=0, vmax=1, cmap="Blues")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            colour = "white" if rates[i, j] > 0.5 else "black"
+            axes.text(j, i, f"{rates[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
+                      fontsize=8, color=colour)
+    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(f"{result.system}: fraction of each true class (count)")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    return _save_figure(figure, path)
+
+
+def plot_per_subject(results: Sequence[EvaluationResult], metric: str, path: Path) -> Path:
+    """Grouped bars of ``metric`` per test subject, one bar per system, as a PNG."""
+    subjects = sorted({s for r in results for s in r.subject_metrics})
+    width = 0.8 / len(results)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.6 * len(subjects) * len(results) + 2), 3.6))
+    positions = np.arange(len(subjects))
+    for k, result in enumerate(results):
+        values = [result.subject_metrics.get(s, {}).get(metric, np.nan) for s in subjects]
+        axes.bar(positions + (k - (len(results) - 1) / 2) * width, values, width,
+                 label=result.system)
+    axes.set_xticks(positions, subjects, rotation=45, ha="right")
+    axes.set_ylabel(_METRIC_LABELS.get(metric, metric))
+    axes.set_xlabel(str(results[0].task["split"]["unit"]))
+    low = min(0.0, float(np.nanmin([r.subject_metrics[s].get(metric, np.nan) for r in results
+                                     for s in r.subject_metrics] + [0.0])))
+    axes.set_ylim(low, 1.0)
+    axes.legend(fontsize=8, loc="lower right")
+    axes.set_title(f"{_METRIC_LABELS.get(metric, metric)} per test {results[0].task['split']['unit']}")
+    axes.grid(axis="y", alpha=0.3)
+    return _save_figure(figure, path)
+
+
+def read_history(path: str | os.PathLike) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Read a training-metrics CSV (``step, epoch, split, name, value, wall_time``).
+
+    Returns ``{(split, name): (steps [S], values [S])}`` sorted by step. A file without those
+    columns raises :class:`ConfigError` naming it.
+    """
+    path = Path(path)
+    series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"step", "split", "name", "value"} - set(reader.fieldnames or [])
+            if missing:
+                raise ConfigError(f"metrics CSV {path} lacks column(s) {sorted(missing)}; expected "
+                                  "the long format step,epoch,split,name,value,wall_time")
+            for row in reader:
+                series[(row["split"], row["name"])].append((int(row["step"]), float(row["value"])))
+    except FileNotFoundError:
+        raise ConfigError(f"metrics CSV {path} does not exist") from None
+    curves = {}
+    for key, points in series.items():
+        points.sort()
+        curves[key] = (np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+    return curves
+
+
+def plot_learning_curves(history_csv: str | os.PathLike, title: str, path: Path) -> Path:
+    """One panel per metric name, one line per split (train, val...) against the step, as a PNG."""
+    curves = read_history(history_csv)
+    names = sorted({name for _, name in curves})
+    if not names:
+        raise ConfigError(f"metrics CSV {history_csv} holds no rows to plot")
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    for panel, name in zip(axes.flat, names):
+        for (split, metric), (steps, values) in sorted(curves.items()):
+            if metric == name:
+                panel.plot(steps, values, marker="." if len(steps) < 50 else None, label=split)
+        panel.set_title(name)
+        panel.set_xlabel("step")
+        panel.grid(alpha=0.3)
+        panel.legend(fontsize=8)
+    for panel in list(axes.flat)[len(names):]:
+        panel.set_visible(False)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def plot_hypnogram(result: EvaluationResult, recording: str, path: Path) -> Path:
+    """True and predicted stage of each epoch of one recording against time (hours), as a PNG."""
+    predictions = result.predictions.select(result.predictions.recording == recording)
+    if len(predictions.y_true) == 0:
+        raise ConfigError(f"no predictions for recording {recording!r} in {result.system}")
+    order = np.argsort(predictions.onset)
+    names = result.class_names
+    ranked = [n for n in _HYPNOGRAM_ORDER if n in names] + [n for n in names
+                                                             if n not in _HYPNOGRAM_ORDER]
+    level = np.array([ranked.index(n) for n in names])
+    # The last epoch needs its end time too, or the step plot stops at its onset.
+    epoch = float(result.task["window"]["seconds"])
+    hours = np.append(predictions.onset[order], predictions.onset[order][-1] + epoch) / 3600.0
+    figure, axes = plt.subplots(2, 1, figsize=(9, 4), sharex=True, sharey=True)
+    for panel, classes, label in ((axes[0], predictions.y_true, "true"),
+                                  (axes[1], predictions.y_pred, f"predicted ({result.system})")):
+        stages = level[classes[order]]
+        panel.step(hours, np.append(stages, stages[-1]), where="post", linewidth=1.0)
+        panel.set_yticks(range(len(ranked)), ranked)
+        panel.set_ylim(len(ranked) - 0.5, -0.5)
+        panel.set_ylabel(label)
+        panel.grid(alpha=0.3)
+    agreement = float(np.mean(predictions.y_true == predictions.y_pred))
+    axes[0].set_title(f"{recording}: {len(order)} epochs, agreement {agreement:.2f}")
+    axes[1].set_xlabel("time from recording start (h)")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def _metrics_table(results: Sequence[EvaluationResult], kind: str) -> _Table:
+    task_metrics = list(results[0].task.get("metrics", METRIC_NAMES))
+    ordered = task_metrics + [m for m in METRIC_NAMES if m not in task_metrics]
+    rows = []
+    for result in results:
+        intervals = result.over_subjects if kind == "subjects" else result.over_folds
+        rows.append([result.system] + [format_interval(intervals[m]) for m in ordered])
+    return _Table(["system"] + [_METRIC_LABELS[m] for m in ordered], rows)
+
+
+def _split_table(result: EvaluationResult) -> _Table:
+    rows = [[fold.name or str(i)] + [", ".join(fold.groups[part]) for part in ("train", "val", "test")]
+            for i, fold in enumerate(result.folds)]
+    return _Table(["fold", "train", "validation", "test"], rows)
+
+
+def _config_rows(result: EvaluationResult) -> _Table:
+    task = result.task
+    window = task["window"]
+    preprocess = task.get("preprocess_config", {})
+    stride = window.get("stride_seconds") or window["seconds"]
+    rows = [
+        ["dataset", str(task["dataset"])],
+        ["classes", ", ".join(task["class_names"])],
+        ["preprocessing", f"{task['preprocessing']}: " + ", ".join(
+            f"{k}={v}" for k, v in preprocess.items()
+            if k in ("pick_types", "l_freq", "h_freq", "notch_freq", "sfreq", "scale"))],
+        ["windows", f"{window['seconds']:g} s, stride {stride:g} s, labels from "
+                    f"{window['label_mode']}"
+         + (f", onset + {window['event_offset_seconds']:g} s" if window.get(
+             "event_offset_seconds") is not None else "")
+         + (f", channel: first of {window['channels']}" if window.get("channels") else "")],
+        ["model selection metric", str(task["primary_metric"])],
+    ]
+    return _Table(["setting", "value"], rows)
+
+
+def _system_table(results: Sequence[EvaluationResult]) -> _Table:
+    rows = []
+    for result in results:
+        settings = {k: v for k, v in result.config.items() if k not in ("data", "bootstrap")}
+        described = "; ".join(f"{k}: {v}" for k, v in settings.items())
+        rows.append([result.system, described or "-", result.created, result.neurofm_version])
+    return _Table(["system", "configuration", "evaluated (UTC)", "neurofm"], rows)
+
+
+def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
+            ) -> tuple[list, list[Path]]:
+    first = results[0]
+    figures: list[Path] = []
+    blocks: list = [_Heading(title, 1), _Paragraph(str(first.task["description"]))]
+    blocks += [_Heading("Task"), _config_rows(first)]
+    data = first.config.get("data")
+    if data:
+        blocks.append(_Paragraph(
+            f"{data['windows']} windows from {data['recordings']} recordings of {data['subjects']} "
+            f"{first.task['split']['unit']}s; windows per class: " + ", ".join(
+                f"{first.class_names[int(c)]} {n}" for c, n in data["windows_per_class"].items())))
+    blocks += [_Heading("Split"), _Paragraph(str(first.task["split"]["description"]) + "."),
+               _split_table(first)]
+    bootstrap = first.config.get("bootstrap", {})
+    unit = first.task["split"]["unit"]
+    blocks += [
+        _Heading("Results"),
+        _Paragraph(
+            "Each cell: the metric on all test windows pooled over folds, with the "
+            f"{100 * first.over_subjects[METRIC_NAMES[0]].confidence:g}% percentile bootstrap "
+            f"interval over {unit}s ({bootstrap.get('n_resamples', '?')} resamples of whole test "
+            f"{unit}s, seeded). Metric definitions: docs/tasks.md."),
+        _metrics_table(results, "subjects"),
+        _Paragraph("Mean over folds with the Student-t interval of that mean:"),
+        _metrics_table(results, "folds"),
+        _Heading("Systems"),
+        _system_table(results),
+        _Heading("Plots"),
+    ]
+    per_subject = plot_per_subject(results, first.primary_metric,
+                                   out_dir / f"per_subject_{first.primary_metric}.png")
+    figures.append(per_subject)
+    blocks.append(_Image(per_subject.name, f"{first.primary_metric} per test subject"))
+    for result in results:
+        slug = _slug(result.system)
+        matrix = plot_confusion_matrix(result, out_dir / f"confusion_{slug}.png")
+        figures.append(matrix)
+        blocks.append(_Image(matrix.name, f"confusion matrix, {result.system}"))
+        if result.history_csv:
+            curves = plot_learning_curves(result.history_csv, f"{result.system}: training",
+                                          out_dir / f"learning_curves_{slug}.png")
+            figures.append(curves)
+            blocks.append(_Image(curves.name, f"learning curves, {result.system}"))
+        if first.task.get("hypnogram"):
+            for recording in sorted(set(result.predictions.recording.tolist())):
+                plot = plot_hypnogram(result, recording,
+                                      out_dir / f"hypnogram_{slug}_{_slug(recording)}.png")
+                figures.append(plot)
+                blocks.append(_Image(plot.name, f"hypnogram {recording}, {result.system}"))
+    return blocks, figures
+
+
+def _markdown(blocks: list) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, _Heading):
+            lines += ["#" * block.level + " " + block.text, ""]
+        elif isinstance(block, _Paragraph):
+            lines += [block.text, ""]
+        elif isinstance(block, _Table):
+            cells = [[c.replace("|", "\\|") for c in row] for row in [block.header] + block.rows]
+            lines.append("| " + " | ".join(cells[0]) + " |")
+            lines.append("|" + "---|" * len(block.header))
+            lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+            lines.append("")
+        elif isinstance(block, _Image):
+            lines += [f"![{block.caption}]({block.path})", ""]
+    return "\n".join(lines)
+
+
+def _html(blocks: list, title: str) -> str:
+    body: list[str] = []
+    for block in blocks:
+        if isinstance(block, _Heading):
+            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, _Paragraph):
+            body.append(f"<p>{html.escape(block.text)}</p>")
+        elif isinstance(block, _Table):
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in block.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                           for row in block.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, _Image):
+            body.append(f'<figure><img src="{html.escape(block.path)}" alt="'
+                        f'{html.escape(block.caption)}"><figcaption>{html.escape(block.caption)}'
+                        "</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:4px 8px;text-align:left;font-size:90%}img{max-width:100%}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
+            f"{html.escape(title)}</title><style>{style}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(results: Sequence[EvaluationResult], out_dir: str | os.PathLike,
+                 title: str | None = None) -> ReportFiles:
+    """Write ``report.md``, ``report.html`` and the PNG plots for ``results`` into ``out_dir``.
+
+    All results must be on the same task; systems appear in the order given. Raises
+    :class:`ConfigError` for an empty list, mixed tasks or repeated system names.
+    """
+    if not results:
+        raise ConfigError("no results to report")
+    tasks = sorted({r.task_name for r in results})
+    if len(tasks) > 1:
+        raise ConfigError(f"results are from several tasks {tasks}; write one report per task")
+    systems = [r.system for r in results]
+    repeated = sorted({s for s in systems if systems.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"system name(s) {repeated} appear in more than one result; "
+                          "name each system once (e.g. `neurofm evaluate --system NAME`)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title or f"neurofm evaluation: {tasks[0]}"
+    blocks, figures = _blocks(results, out_dir, title)
+    markdown = out_dir / "report.md"
+    page = out_dir / "report.html"
+    atomic_write_text(markdown, _markdown(blocks))
+    atomic_write_text(page, _html(blocks, title))
+    return ReportFiles(markdown, page, figures)
