@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mne
 import numpy as np
 import pytest
 
@@ -24,67 +23,18 @@ from neurofm.data.layouts import (
 )
 from neurofm.data.readers import read_annotations_file
 from neurofm.data.recording import Annotation
+from layout_writers import (
+    write_bi2012_npz,
+    write_dreams_hypnogram,
+    write_dreams_signal,
+    write_gdf1,
+    write_psg_edf,
+)
 
 MYO_SESSIONS = [
     "10000-1", "12345-1", "12345-2", "21547-1", "21547-2", "22222-1", "32185-1", "40052-1",
     "45612-1", "45612-2", "54321-1", "54321-2", "66666-1", "78945-1", "78945-2",
 ]
-
-
-# --------------------------------------------------------------------------- file writers
-
-
-def write_dreams_signal(path: Path, name: str, values: np.ndarray) -> None:
-    """DREAMS signal text: '[name]' then one value per line."""
-    path.write_text(f"[{name}]\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")
-
-
-def write_dreams_hypnogram(path: Path, codes: list[int], header: str = "hypnogram") -> None:
-    """DREAMS hypnogram text: '[hypnogram]' then one integer stage code per 5 s."""
-    path.write_text(f"[{header}]\n" + "\n".join(str(c) for c in codes) + "\n")
-
-
-def write_bi2012_npz(path: Path, eeg: np.ndarray, stim: np.ndarray, unit: str = "uV") -> list[str]:
-    """The NPZ layout read_bi2012 documents, with the 17 channel names of the release."""
-    names = ["F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4",
-             "P8", "O1", "O2"][: eeg.shape[0]]
-    np.savez(path, eeg=eeg, ch_names=np.array(names), sfreq=np.float64(128.0),
-             unit=np.array(unit), stim=stim, subject=np.array("01"), session=np.array("training"))
-    return names
-
-
-def write_gdf1(path: Path, signal_uv: np.ndarray, ch_names: list[str], sfreq: float,
-               events: list[tuple[int, int]]) -> None:
-    """A minimal GDF 1.25 file (int16 samples at 0.1 µV, event table mode 1), as BCI IV uses."""
-    n_channels, n_samples = signal_uv.shape
-    record_samples = int(sfreq)
-    n_records = n_samples // record_samples
-    fixed = b"GDF 1.25" + b"P01 test".ljust(80) + b"R01".ljust(80) + b"2008060112000000"
-    fixed += np.int64(256 * (n_channels + 1)).tobytes() + bytes(24) + bytes(20)
-    fixed += np.int64(n_records).tobytes() + np.array([1, 1], np.uint32).tobytes()
-    fixed += np.uint32(n_channels).tobytes()
-    channels = b"".join(n.encode().ljust(16) for n in ch_names) + bytes(80 * n_channels)
-    channels += b"".join(b"uV".ljust(8) for _ in ch_names)
-    channels += np.full(n_channels, -3276.8).tobytes() + np.full(n_channels, 3276.7).tobytes()
-    channels += np.full(n_channels, -32768, np.int64).tobytes()
-    channels += np.full(n_channels, 32767, np.int64).tobytes()
-    channels += bytes(80 * n_channels) + np.full(n_channels, record_samples, np.int32).tobytes()
-    channels += np.full(n_channels, 3, np.int32).tobytes() + bytes(32 * n_channels)  # 3 = int16
-    digital = np.round(signal_uv[:, : n_records * record_samples] * 10).astype("<i2")
-    data = digital.reshape(n_channels, n_records, record_samples).transpose(1, 0, 2).tobytes()
-    table = bytes([1]) + int(sfreq).to_bytes(3, "little") + np.uint32(len(events)).tobytes()
-    table += (np.array([p for p, _ in events], np.uint32) + 1).tobytes()  # 1-based positions
-    table += np.array([t for _, t in events], np.uint16).tobytes()
-    path.write_bytes(fixed + channels + data + table)
-
-
-def write_psg_edf(path: Path, seconds: int, sfreq: float = 1.0) -> None:
-    """A synthetic 2-channel PSG EDF (the Sleep-EDF channel names), for pairing with a hypnogram."""
-    info = mne.create_info(["EEG Fpz-Cz", "EOG horizontal"], sfreq, "eeg")
-    signal = np.random.default_rng(0).normal(0, 20e-6, (2, int(seconds * sfreq)))
-    raw = mne.io.RawArray(signal, info, verbose="error")
-    mne.export.export_raw(path, raw, fmt="edf", physical_range=(-500e-6, 500e-6),
-                          overwrite=True, verbose="error")
 
 
 # --------------------------------------------------------------------------- Myo (real files)

@@ -232,10 +232,11 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
             "expressed in 100 µV; use scale='zscore' or scale='none' (e.g. PreprocessConfig.emg())"
         )
 
-    positions, names = _select_channels(recording, config, meta)
+    positions, output_names = _select_channels(recording, config, meta)
+    # Checked under the source's labels, so every message names the channel as the file does.
     selected = recording.replace(
         signal=recording.signal[positions],
-        ch_names=names,
+        ch_names=[recording.ch_names[i] for i in positions],
         ch_types=[recording.ch_types[i] for i in positions],
     )
     report = check_recording(selected, config)
@@ -245,7 +246,7 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
         f"{source}: {p.message}" for p in report.problems if p.severity != "fatal"
     )
     keep = [i for i in range(selected.n_channels) if i not in set(report.dropped_positions)]
-    names = [selected.ch_names[i] for i in keep]
+    names = [output_names[i] for i in keep]
     types = [selected.ch_types[i] for i in keep]
 
     h_freq = _h_freq_for_rate(recording, config)

@@ -218,8 +218,8 @@ def _explain_mne_failure(path: Path, reader_name: str, error: Exception) -> Reco
         )
     return RecordingError(
         f"{path}: cannot be read by mne.io.{reader_name} ({type(error).__name__}: {message}); "
-        "the file is damaged, truncated or not in the format its extension says: check it opens "
-        "in its acquisition software, or download/export it again"
+        "the file is damaged, truncated or not in the format its extension says: check that it "
+        "opens in its acquisition software, or download or export it again"
     )
 
 
