@@ -105,11 +105,13 @@ def test_shard_text_is_parsed_and_checked() -> None:
             parse_shard(text)
 
 
-def test_two_worker_processes_write_the_same_corpus_as_one(
+def test_two_spawned_worker_processes_write_the_same_corpus_as_one(
     eegmat_pair: list[Path], tmp_path: Path
 ) -> None:
     one = prepare_corpus(eegmat_pair, tmp_path / "one", progress=False)
-    two = prepare_corpus(eegmat_pair, tmp_path / "two", workers=2, progress=False)
+    two = prepare_corpus(
+        eegmat_pair, tmp_path / "two", workers=2, progress=False, start_method="spawn"
+    )
     assert [o.status for o in two.outcomes] == ["prepared", "prepared"]
     for name in ("Subject00_1", "Subject00_2"):
         assert Corpus(one.corpus_dir)[name].array_sha256 == Corpus(two.corpus_dir)[name].array_sha256

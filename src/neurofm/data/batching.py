@@ -31,18 +31,19 @@ def collate_windows(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError(f"windows of one batch must share their length, got {sorted(lengths)}")
     n_times = lengths.pop()
     widest = max(item["signal"].shape[0] for item in items)
-    signal = torch.zeros(len(items), widest, n_times, dtype=torch.float32)
-    channel_index = torch.zeros(len(items), widest, dtype=torch.long)
-    channel_mask = torch.zeros(len(items), widest, dtype=torch.bool)
+    # Assembled in numpy: torch's multi-threaded small copies stall on busy CPUs (measured 100x).
+    signal = np.zeros((len(items), widest, n_times), dtype=np.float32)
+    channel_index = np.zeros((len(items), widest), dtype=np.int64)
+    channel_mask = np.zeros((len(items), widest), dtype=bool)
     for row, item in enumerate(items):
         n_channels = item["signal"].shape[0]
-        signal[row, :n_channels] = item["signal"]
-        channel_index[row, :n_channels] = item["channel_index"]
+        signal[row, :n_channels] = np.asarray(item["signal"], dtype=np.float32)
+        channel_index[row, :n_channels] = np.asarray(item["channel_index"])
         channel_mask[row, :n_channels] = True
     batch: dict[str, Any] = {
-        "signal": signal,
-        "channel_index": channel_index,
-        "channel_mask": channel_mask,
+        "signal": torch.from_numpy(signal),
+        "channel_index": torch.from_numpy(channel_index),
+        "channel_mask": torch.from_numpy(channel_mask),
     }
     if all("index" in item for item in items):
         batch["index"] = torch.as_tensor([int(item["index"]) for item in items], dtype=torch.long)

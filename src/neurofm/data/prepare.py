@@ -17,9 +17,10 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from multiprocessing.context import BaseContext
+from typing import Any, Callable, Iterable, Sequence
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from neurofm.data.corpus import CorpusWriter, SourceFile
 from neurofm.data.preprocess import PreprocessConfig, preprocess
@@ -250,6 +251,7 @@ def prepare_corpus(
     shard: tuple[int, int] | None = None,
     strict: bool = False,
     progress: bool = True,
+    start_method: str | None = None,
 ) -> PreparationReport:
     """Prepare ``sources`` into the corpus ``out_dir/<config.hash()>`` and report per source.
 
@@ -261,6 +263,8 @@ def prepare_corpus(
         shard: ``(i, N)`` to prepare only shard ``i`` of ``N`` (see :func:`shard_sources`).
         strict: stop at the first bad recording with :class:`RecordingError` instead of skipping.
         progress: show a tqdm bar.
+        start_method: ``multiprocessing`` start method of the workers (default: the platform's;
+            everything a worker receives pickles, so ``"spawn"`` works too).
 
     Raises:
         RecordingError: under ``strict``, for the first source that failed.
@@ -292,7 +296,8 @@ def prepare_corpus(
             for source in resolved:
                 record(_prepare_one(source, str(out_dir), config))
         else:
-            _prepare_in_processes(resolved, str(out_dir), config, workers, record)
+            context = multiprocessing.get_context(start_method)
+            _prepare_in_processes(resolved, str(out_dir), config, workers, context, record)
     finally:
         bar.close()
     report.outcomes = [outcomes[s.id] for s in resolved]
@@ -304,10 +309,9 @@ def _prepare_in_processes(
     root: str,
     config: PreprocessConfig,
     workers: int,
-    record: Any,
+    context: BaseContext,
+    record: Callable[[SourceOutcome], None],
 ) -> None:
-    # Spawned workers import a clean interpreter: no inherited threads or locks (torch, BLAS).
-    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = {pool.submit(_prepare_one, s, root, config) for s in sources}
         try:
