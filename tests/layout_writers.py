@@ -62,3 +62,14 @@ def write_psg_edf(path: Path, seconds: int, sfreq: float = 1.0) -> None:
     raw = mne.io.RawArray(signal, info, verbose="error")
     mne.export.export_raw(path, raw, fmt="edf", physical_range=(-500e-6, 500e-6),
                           overwrite=True, verbose="error")
+
+
+def write_bi2012_mat(path: Path, eeg_uv: np.ndarray, nontarget: np.ndarray,
+                     target: np.ndarray) -> None:
+    """The release's MATLAB layout: variable named after the run, [T, 20] = time stamp,
+    17 EEG channels (µV), non-target flag (1) and target flag (2) columns."""
+    from scipy.io import savemat
+
+    n_samples = eeg_uv.shape[1]
+    table = np.column_stack([np.arange(n_samples) / 128.0, eeg_uv.T, nontarget, target])
+    savemat(path, {path.stem: table})

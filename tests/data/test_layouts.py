@@ -24,6 +24,7 @@ from neurofm.data.layouts import (
 from neurofm.data.readers import read_annotations_file
 from neurofm.data.recording import Annotation
 from layout_writers import (
+    write_bi2012_mat,
     write_bi2012_npz,
     write_dreams_hypnogram,
     write_dreams_signal,
@@ -121,6 +122,20 @@ def test_dreams_excerpt_reads_several_signal_files_and_aasm_hypnograms(tmp_path:
     assert [a.description for a in recording.annotations] == ["W", "N1", "N2", "N3"]
 
 
+def test_dreams_subjects_night_reads_its_edf_with_the_text_hypnogram(tmp_path: Path) -> None:
+    write_psg_edf(tmp_path / "subject1.edf", seconds=60, sfreq=200.0)
+    write_dreams_hypnogram(tmp_path / "HypnogramAASM_subject1.txt", [5] * 4 + [3] * 4 + [4] * 4,
+                           "HypnogramAASM")
+
+    recording = read_dreams_excerpt(tmp_path / "subject1.edf",
+                                    tmp_path / "HypnogramAASM_subject1.txt")
+
+    assert recording.sfreq == 200.0 and recording.unit == "uV"
+    assert recording.ch_types == ["eeg", "eog"]
+    assert [a.description for a in recording.annotations] == ["W", "N1", "REM"]
+    assert recording.labels[[0, 4000, 8000]].tolist() == [0, 1, 4]
+
+
 # --------------------------------------------------------------------------- Sleep-EDF
 
 
@@ -195,6 +210,22 @@ def test_bi2012_signal_stored_in_volts_comes_out_in_microvolts(tmp_path: Path) -
     recording = read_bi2012(tmp_path / "run.npz")
 
     np.testing.assert_allclose(recording.signal, (eeg * 1e6).astype(np.float32), rtol=1e-5)
+
+
+def test_bi2012_release_mat_file_reads_with_moabb_codes(tmp_path: Path) -> None:
+    eeg = np.random.default_rng(5).normal(0, 10, (17, 640))
+    nontarget, target = np.zeros(640), np.zeros(640)
+    nontarget[64:67] = 1
+    target[192:195] = 2
+    path = tmp_path / "training.mat"
+    write_bi2012_mat(path, eeg, nontarget, target)
+
+    recording = read_bi2012(path)
+
+    assert recording.ch_names[:3] == ["F7", "F3", "Fz"] and recording.sfreq == 128.0
+    assert recording.annotations == [Annotation(0.5, 0.0, "nontarget"),
+                                      Annotation(1.5, 0.0, "target")]
+    np.testing.assert_allclose(recording.signal, eeg.astype(np.float32), rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- BCI IV

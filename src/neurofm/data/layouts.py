@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from neurofm.data.readers import (
+    SUPPORTED_EXTENSIONS,
     infer_channel_type,
     keep_annotations_inside,
     read_annotations_file,
@@ -220,12 +221,28 @@ def _read_dreams_text(path: Path) -> tuple[str | None, np.ndarray]:
     return header, values
 
 
+def _read_dreams_signal_texts(paths: list[Path]) -> tuple[list[str], np.ndarray]:
+    """Channel names and ``[C, T]`` samples (µV) of DREAMS signal text files, one channel each."""
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    for path in paths:
+        header, values = _read_dreams_text(path)
+        if rows and len(values) != len(rows[0]):
+            raise RecordingError(
+                f"{path}: {len(values)} samples but {paths[0]} has {len(rows[0])}; the signal "
+                "files of one excerpt must have equal lengths"
+            )
+        names.append(header or path.stem)
+        rows.append(values)
+    return names, np.vstack(rows).astype(np.float32)
+
+
 def read_dreams_excerpt(
     signal_path: str | Path | Sequence[str | Path],
     hypnogram_path: str | Path,
     sfreq: float | None = None,
 ) -> Recording:
-    """Read a DREAMS excerpt: signal text file(s) and a hypnogram with one stage per 5 s.
+    """Read a DREAMS excerpt: signal text file(s) or one EDF, and a hypnogram with one stage per 5 s.
 
     Layout (DREAMS databases, University of Mons): each signal file starts with the channel
     name in brackets (``[C3-A1]``) followed by one sample per line in microvolts; several files
@@ -233,7 +250,9 @@ def read_dreams_excerpt(
     ``[hypnogram]`` (R&K codes, :data:`DREAMS_RK_TO_AASM`) or ``[HypnogramAASM]``
     (:data:`DREAMS_AASM_CODES`), then one integer per 5 s. The text files do not state the
     sampling rate: pass ``sfreq``, or leave it ``None`` to derive it from the two lengths
-    (samples / (5 s x stages)), which must then be a whole number of Hz.
+    (samples / (5 s x stages)), which must then be a whole number of Hz. A single signal path in
+    a format MNE reads (the DREAMS Subjects database's ``subjectN.edf``) is read with
+    :func:`~neurofm.data.readers.read_recording`, keeping its channels, types and rate.
 
     Returns float32 ``[C, T]`` in ``"uV"``, per-sample ``labels`` indexing :data:`SLEEP_STAGES`
     (``-1`` = unscored) and one annotation per run of equal stages.
@@ -248,24 +267,21 @@ def read_dreams_excerpt(
     if not paths:
         raise RecordingError("read_dreams_excerpt: no signal file given")
     hypnogram_path = Path(hypnogram_path)
-    names: list[str] = []
-    rows: list[np.ndarray] = []
-    for path in paths:
-        header, values = _read_dreams_text(path)
-        if rows and len(values) != len(rows[0]):
-            raise RecordingError(
-                f"{path}: {len(values)} samples but {paths[0]} has {len(rows[0])}; the signal "
-                "files of one excerpt must have equal lengths"
-            )
-        names.append(header or path.stem)
-        rows.append(values)
+    signal_recording: Recording | None = None
+    if len(paths) == 1 and paths[0].name.lower().endswith(SUPPORTED_EXTENSIONS):
+        # The DREAMS Subjects database ships each night as one EDF beside its text hypnogram.
+        signal_recording = read_recording(paths[0])
+        sfreq = signal_recording.sfreq if sfreq is None else sfreq
+        signal = signal_recording.signal
+    else:
+        names, signal = _read_dreams_signal_texts(paths)
     hyp_header, codes_float = _read_dreams_text(hypnogram_path)
     if not np.all(codes_float == np.round(codes_float)):
         raise RecordingError(f"{hypnogram_path}: hypnogram codes must be integers")
     codes = codes_float.astype(np.int64)
     code_map = DREAMS_AASM_CODES if hyp_header and "AASM" in hyp_header.upper() else DREAMS_RK_TO_AASM
 
-    n_samples = len(rows[0])
+    n_samples = signal.shape[1]
     n_epochs = len(codes)
     if n_epochs == 0:
         raise RecordingError(f"{hypnogram_path}: the hypnogram holds no stages")
@@ -290,24 +306,29 @@ def read_dreams_excerpt(
     spans = _merge_epochs(stages, DREAMS_EPOCH_SECONDS)
     warnings_out: list[str] = []
     spans = keep_annotations_inside(spans, n_samples / sfreq, hypnogram_path, warnings_out)
-    return Recording(
-        signal=np.vstack(rows).astype(np.float32),
-        ch_names=names,
-        ch_types=[infer_channel_type(name, "eeg") for name in names],
+    if signal_recording is None:
+        signal_recording = Recording(
+            signal=signal,
+            ch_names=names,
+            ch_types=[infer_channel_type(name, "eeg") for name in names],
+            sfreq=float(sfreq),
+            unit="uV",
+            source=paths[0],
+            meta={"original_units": "uV", "warnings": []},
+        )
+    return signal_recording.replace(
         sfreq=float(sfreq),
-        unit="uV",
-        annotations=spans,
-        source=paths[0],
+        annotations=[*signal_recording.annotations, *spans],
         labels=_labels_from_stage_spans(spans, n_samples, sfreq),
         meta={
+            **signal_recording.meta,
             "reader": "neurofm.data.layouts.read_dreams_excerpt",
             "signal_files": [str(p) for p in paths],
             "hypnogram": str(hypnogram_path),
             "hypnogram_scoring": "AASM" if code_map is DREAMS_AASM_CODES else "R&K",
-            "original_units": "uV",
             "label_names": list(SLEEP_STAGES),
             "mains_freq": 50.0,
-            "warnings": warnings_out,
+            "warnings": [*signal_recording.meta.get("warnings", []), *warnings_out],
         },
     )
 
@@ -363,29 +384,16 @@ def read_sleep_edf(psg_path: str | Path, hypnogram_path: str | Path) -> Recordin
 # --------------------------------------------------------------------------- Brain Invaders 2012
 
 
-def read_bi2012(npz_path: str | Path) -> Recording:
-    """Read a Brain Invaders 2012 P300 run stored in neurofm's NPZ layout.
+#: Channel order of the Brain Invaders 2012 release's MATLAB files (rows 1-17; Fz is the ground).
+BI2012_CHANNELS: tuple[str, ...] = (
+    "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4", "P8",
+    "O1", "O2",
+)
+#: Sampling rate of the Brain Invaders 2012 release.
+BI2012_SFREQ = 128.0
 
-    The public release (zenodo 10.5281/zenodo.2649006) ships MATLAB files; neurofm stores each
-    run as one NPZ (read without pickle) with:
 
-    - ``eeg``: float ``[C, T]`` (16 EEG channels F7 F3 F4 F8 T7 C3 Cz C4 T8 P7 P3 Pz P4 P8 O1 O2
-      plus Fz, the ground, in the original), in ``unit``;
-    - ``ch_names``: ``[C]`` strings; ``sfreq``: scalar (128 Hz); ``unit``: ``"uV"`` or ``"V"``;
-    - ``stim``: int ``[T]`` per-sample stimulus code, 0 = no flash, 1 = non-target flash,
-      2 = target flash (MOABB's BI2012 codes; the release's two flag rows summed);
-    - optional ``subject`` and ``session`` strings.
-
-    Each flash (a sample where the code becomes non-zero) becomes an annotation ``"target"`` or
-    ``"nontarget"`` with zero duration. Returns float32 ``[C, T]`` in ``"uV"``.
-
-    Raises:
-        RecordingError: naming the file, for missing keys, a ``stim`` length that disagrees with
-            ``eeg``, or unknown stimulus codes.
-    """
-    path = Path(npz_path)
-    if not path.is_file():
-        raise RecordingError(f"{path}: no such Brain Invaders NPZ file; check the path")
+def _load_bi2012_npz(path: Path) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             content = {key: archive[key] for key in archive.files}
@@ -399,8 +407,67 @@ def read_bi2012(npz_path: str | Path) -> Recording:
         raise RecordingError(
             f"{path}: missing key(s) {missing}; the layout needs eeg, ch_names, sfreq, unit, stim"
         )
+    return content
+
+
+def _load_bi2012_mat(path: Path) -> dict[str, Any]:
+    """The release's MATLAB file: variable ``training``/``online``, ``[T, 20]`` (time, 17 EEG, 2 flags)."""
+    from scipy.io import loadmat
+
+    try:
+        variables = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+    except Exception as error:  # scipy raises several types for damaged MAT files
+        raise RecordingError(
+            f"{path}: cannot be read as a MATLAB file ({type(error).__name__}: {error}); "
+            "download it again from zenodo 10.5281/zenodo.2649006"
+        ) from error
+    table = variables.get(path.stem)
+    if table is None and len(variables) == 1:
+        table = next(iter(variables.values()))
+    if table is None or table.ndim != 2 or table.shape[1] != 20:
+        raise RecordingError(
+            f"{path}: expected one [T, 20] array named {path.stem!r} (time stamp, 17 EEG channels, "
+            f"2 stimulus flags), found {sorted(variables)}; download it again"
+        )
+    return {
+        "eeg": table[:, 1:18].T,
+        "ch_names": np.array(BI2012_CHANNELS),
+        "sfreq": BI2012_SFREQ,
+        "unit": "uV",
+        # As MOABB reads the release: the two flag columns add up to the stimulus code.
+        "stim": table[:, 18] + table[:, 19],
+    }
+
+
+def read_bi2012(npz_path: str | Path) -> Recording:
+    """Read a Brain Invaders 2012 P300 run: neurofm's NPZ layout, or the release's MATLAB file.
+
+    NPZ layout (read without pickle):
+
+    - ``eeg``: float ``[C, T]`` in ``unit`` (the release has 17 channels, F7 F3 Fz F4 F8 T7 C3 Cz
+      C4 T8 P7 P3 Pz P4 P8 O1 O2, Fz being the ground);
+    - ``ch_names``: ``[C]`` strings; ``sfreq``: scalar (128 Hz); ``unit``: ``"uV"`` or ``"V"``;
+    - ``stim``: int ``[T]`` per-sample stimulus code, 0 = no flash, 1 = non-target flash,
+      2 = target flash (MOABB's BI2012 codes);
+    - optional ``subject`` and ``session`` strings.
+
+    A ``.mat`` file from the public release (zenodo 10.5281/zenodo.2649006, ``training.mat`` /
+    ``online.mat``: ``[T, 20]`` = time stamp, 17 EEG channels in µV, two stimulus flags) is
+    read into the same fields, the flags summed into ``stim`` as MOABB does.
+
+    Each flash (a sample where the code becomes non-zero) becomes an annotation ``"target"`` or
+    ``"nontarget"`` with zero duration. Returns float32 ``[C, T]`` in ``"uV"``.
+
+    Raises:
+        RecordingError: naming the file, for missing keys, a ``stim`` length that disagrees with
+            ``eeg``, or unknown stimulus codes.
+    """
+    path = Path(npz_path)
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such Brain Invaders file; check the path")
+    content = _load_bi2012_mat(path) if path.suffix.lower() == ".mat" else _load_bi2012_npz(path)
     eeg = np.asarray(content["eeg"])
-    stim = np.asarray(content["stim"]).astype(np.int64).ravel()
+    stim_values = np.asarray(content["stim"]).ravel()
     names = [str(n) for n in np.asarray(content["ch_names"]).ravel()]
     unit = str(content["unit"])
     sfreq = float(content["sfreq"])
@@ -408,13 +475,14 @@ def read_bi2012(npz_path: str | Path) -> Recording:
         raise RecordingError(
             f"{path}: eeg has shape {eeg.shape} but {len(names)} channel names; eeg must be [C, T]"
         )
-    if len(stim) != eeg.shape[1]:
+    if len(stim_values) != eeg.shape[1]:
         raise RecordingError(
-            f"{path}: stim has {len(stim)} samples but eeg has {eeg.shape[1]}; the stimulus "
-            "channel disagrees with the signal length: re-export the run"
+            f"{path}: stim has {len(stim_values)} samples but eeg has {eeg.shape[1]}; the "
+            "stimulus channel disagrees with the signal length: re-export the run"
         )
     if unit not in ("uV", "V"):
         raise RecordingError(f"{path}: unit {unit!r} must be 'uV' or 'V'")
+    stim = np.round(stim_values).astype(np.int64)
     unknown = sorted(set(np.unique(stim).tolist()) - {0, *BI2012_STIMULUS_CODES})
     if unknown:
         raise RecordingError(
