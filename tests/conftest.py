@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ GOLDEN_DIR = SHARED_DIR / "golden" / "labram"
 # Tests read the real recordings through the registry's local mirror, never the network.
 os.environ.setdefault("NEUROFM_MIRROR", str(MIRROR_DIR))
 os.environ.setdefault("NEUROFM_OFFLINE", "1")
+# Downloads and checksum memos go to a throwaway cache, never the user's ~/.cache/neurofm.
+os.environ.setdefault("NEUROFM_CACHE", tempfile.mkdtemp(prefix="neurofm-test-cache-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
