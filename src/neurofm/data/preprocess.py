@@ -7,10 +7,13 @@ EMG channels, band-passes 20-95 Hz (below the Nyquist frequency of ~200 Hz Myo d
 z-scores each channel. Every step is a field of :class:`PreprocessConfig`, whose
 :meth:`~PreprocessConfig.hash` keys preprocessed corpora.
 
-The filters are MNE's own (``mne.filter.filter_data``, ``notch_filter``, ``resample``) with the
-defaults ``Raw.filter``/``Raw.notch_filter``/``Raw.resample`` use, applied to numpy arrays: the
-same numbers as a plain MNE pipeline without building ``Raw`` objects, and only on the channels
-that are kept.
+The filters are MNE's own: FIR kernels designed by ``mne.filter.create_filter`` exactly as
+``Raw.filter`` and ``Raw.notch_filter`` design them (zero phase, Hamming-windowed firwin), and
+``mne.filter.resample`` as ``Raw.resample`` calls it. Two things make it faster than a plain MNE
+pipeline while producing the same numbers (to ~1e-12 relative, checked by a test): kernels are
+designed once per sampling rate and cached, and each kernel is applied with one FFT convolution
+over a batch of channels (with MNE's ``reflect_limited`` edge padding) instead of MNE's per-channel
+overlap-add loop. Only the kept channels are filtered.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import mne
 import numpy as np
+import scipy.fft
 
 from neurofm.channels import map_channels
 from neurofm.data.quality import check_recording
@@ -158,6 +163,57 @@ class PreprocessConfig:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# Upper bound on the complex spectrum of one channel batch during FFT filtering; bounds memory on
+# whole-night recordings while keeping eegmat-sized recordings in one batch.
+_FILTER_BATCH_BYTES = 256 * 2**20
+
+
+@lru_cache(maxsize=64)
+def _band_pass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) -> np.ndarray:
+    """The FIR kernel ``Raw.filter(l_freq, h_freq)`` uses at ``sfreq`` (designed once)."""
+    return mne.filter.create_filter(None, sfreq, l_freq, h_freq, verbose="error")
+
+
+@lru_cache(maxsize=64)
+def _notch_kernel(sfreq: float, freq: float) -> np.ndarray:
+    """The FIR band-stop kernel ``Raw.notch_filter(freq)`` uses (width freq/200, 1 Hz transition)."""
+    half_transition = 0.5
+    half_width = freq / 200.0 / 2.0
+    return mne.filter.create_filter(
+        None, sfreq, freq + half_width + half_transition, freq - half_width - half_transition,
+        l_trans_bandwidth=half_transition, h_trans_bandwidth=half_transition, verbose="error",
+    )
+
+
+def _reflect_limited_pad(x: np.ndarray, n_edge: int) -> np.ndarray:
+    """MNE's ``reflect_limited`` padding of ``[C, T]``: odd reflection, zeros beyond the signal."""
+    if n_edge == 0:
+        return x
+    n_zeros = max(n_edge - x.shape[1] + 1, 0)
+    zeros = np.zeros((x.shape[0], n_zeros))
+    left = 2 * x[:, :1] - x[:, n_edge:0:-1]
+    right = 2 * x[:, -1:] - x[:, -2:-n_edge - 2:-1]
+    return np.concatenate([zeros, left, x, right, zeros], axis=1)
+
+
+def _apply_zero_phase_fir(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Zero-phase FIR filtering of ``[C, T]`` float64, numerically as MNE's ``_overlap_add_filter``."""
+    n_taps, n_samples = len(kernel), x.shape[1]
+    n_edge = max(min(n_taps, n_samples) - 1, 0)
+    shift = (n_taps - 1) // 2 + n_edge
+    n_fft = scipy.fft.next_fast_len(n_samples + 2 * n_edge + n_taps - 1, real=True)
+    kernel_spectrum = scipy.fft.rfft(kernel, n_fft)
+    batch = max(1, _FILTER_BATCH_BYTES // (16 * n_fft))
+    out = np.empty_like(x)
+    for start in range(0, x.shape[0], batch):
+        padded = _reflect_limited_pad(x[start:start + batch], n_edge)
+        spectrum = scipy.fft.rfft(padded, n_fft, axis=1)
+        spectrum *= kernel_spectrum
+        out[start:start + batch] = scipy.fft.irfft(spectrum, n_fft, axis=1)[:, shift:shift + n_samples]
+    return out
+
+
+
 def _source_name(recording: Recording) -> str:
     return str(recording.source) if recording.source is not None else "<recording in memory>"
 
@@ -254,14 +310,14 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
     # float64 for the filters, as MNE's Raw pipeline computes in float64.
     data = selected.signal[keep].astype(np.float64)
     if config.l_freq is not None or h_freq is not None:
-        data = mne.filter.filter_data(
-            data, recording.sfreq, config.l_freq, h_freq, n_jobs=None, verbose="error"
+        data = _apply_zero_phase_fir(
+            data, _band_pass_kernel(recording.sfreq, config.l_freq, h_freq)
         )
     notch_applied = config.notch_freq if (
         config.notch_freq is not None and config.notch_freq < nyquist_in
     ) else None
     if notch_applied is not None:
-        data = mne.filter.notch_filter(data, recording.sfreq, notch_applied, verbose="error")
+        data = _apply_zero_phase_fir(data, _notch_kernel(recording.sfreq, notch_applied))
     elif config.notch_freq is not None:
         warnings_out.append(
             f"{source}: notch at {config.notch_freq:g} Hz skipped: above the {nyquist_in:g} Hz "
