@@ -144,3 +144,18 @@ def test_cli_prepare_then_info(eegmat_pair: list[Path], tmp_path: Path, capsys) 
     assert main(["info", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "recordings    2" in out and PreprocessConfig.labram().hash() in out
+
+
+@pytest.mark.parametrize("command", ["prepare", "info"])
+def test_commands_explain_themselves_with_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "corpus" in capsys.readouterr().out
+
+
+def test_info_reports_damage_with_exit_status_1(eegmat_pair: list[Path], tmp_path: Path, capsys) -> None:
+    report = prepare_corpus(eegmat_pair[1:], tmp_path, progress=False)
+    next((report.corpus_dir / "manifest").glob("*.json")).unlink()
+    assert main(["info", str(tmp_path)]) == 1
+    assert "no manifest entry" in capsys.readouterr().out

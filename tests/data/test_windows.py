@@ -110,6 +110,11 @@ def test_recording_ids_restrict_the_windows(corpus: Corpus) -> None:
     assert dataset.recording_ids == ("b",) and len(dataset) == 2
 
 
+def test_recordings_shorter_than_a_window_are_listed(corpus: Corpus) -> None:
+    dataset = WindowDataset(corpus, window_seconds=5.0)
+    assert dataset.window_start.tolist() == [0] and dataset.recordings_without_windows == ("b",)
+
+
 def test_window_length_must_be_whole_samples(corpus: Corpus) -> None:
     with pytest.raises(ConfigError, match="whole"):
         WindowDataset(corpus, window_seconds=0.25)

@@ -613,8 +613,13 @@ class CorpusWriter:
 
     def _remove_stale_temporaries(self, key: str) -> None:
         """Delete temp files a killed run left for this recording (only this recording's)."""
-        for folder in (self.path / RECORDINGS_DIR, self.path / MANIFEST_DIR):
-            for stale in folder.glob(f".tmp-{key}.*"):
+        targets = (
+            self.path / RECORDINGS_DIR / f"{key}.npy",
+            self.path / RECORDINGS_DIR / f"{key}.labels.npy",
+            self.path / MANIFEST_DIR / f"{key}.json",
+        )
+        for target in targets:
+            for stale in target.parent.glob(f".tmp-{target.name}.*"):
                 stale.unlink(missing_ok=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -76,7 +77,7 @@ class Split:
     def load(cls, path: str | os.PathLike) -> "Split":
         """Read a split written by :meth:`save`."""
         try:
-            data = json.loads(open(path, encoding="utf-8").read())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise ConfigError(f"cannot read split file {path}: {error}") from error
         try:

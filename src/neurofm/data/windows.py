@@ -122,6 +122,11 @@ class WindowDataset(Dataset):
         self.window_recording: np.ndarray = recording_of
         self.window_start: np.ndarray = start_of
         self.window_label: np.ndarray | None = None if label_mode == "none" else label_of
+        #: Recordings that yield no window (shorter than one, or no usable label span).
+        with_windows = set(np.unique(recording_of).tolist())
+        self.recordings_without_windows: tuple[str, ...] = tuple(
+            rid for i, rid in enumerate(self.recording_ids) if i not in with_windows
+        )
         self.max_open_arrays = max_open_arrays
         self._open: OrderedDict[int, np.ndarray] = OrderedDict()
 
