@@ -532,7 +532,7 @@ def read_bci_iv_mi(gdf_path: str | Path, cue_duration: float = 4.0) -> Recording
         warnings.simplefilter("always")
         raw = read_raw(path)
     recording = recording_from_raw(
-        raw, path, "read_raw_gdf", [f"{path}: {w.message}" for w in caught]
+        raw, path, "read_raw_gdf", [f"{path}: {str(w.message).strip()}" for w in caught]
     )
     annotations = [
         Annotation(a.onset, cue_duration, BCI_IV_CUES[a.description])

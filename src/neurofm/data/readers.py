@@ -238,7 +238,7 @@ def read_raw(path: str | Path, **kwargs: Any) -> mne.io.BaseRaw:
         _check_edf_header(path, extension)
     options.update(kwargs)
     try:
-        raw = reader(path, preload=True, verbose="error", **options)
+        raw = reader(path, preload=True, verbose="warning", **options)
     except RecordingError:
         raise
     except Exception as error:  # MNE raises many types for damaged files; all mean "unreadable"
@@ -335,7 +335,7 @@ def read_recording(path: str | Path, **kwargs: Any) -> Recording:
         warnings.simplefilter("always")
         raw = read_raw(path, **kwargs)
     reader_name = _MNE_READERS[_extension(path)][0]
-    mne_warnings = [f"{path}: {w.message}".strip() for w in caught]
+    mne_warnings = [f"{path}: {str(w.message).strip()}" for w in caught]
     return recording_from_raw(raw, path, reader_name, mne_warnings)
 
 
