@@ -159,3 +159,29 @@ def test_info_reports_damage_with_exit_status_1(eegmat_pair: list[Path], tmp_pat
     next((report.corpus_dir / "manifest").glob("*.json")).unlink()
     assert main(["info", str(tmp_path)]) == 1
     assert "no manifest entry" in capsys.readouterr().out
+
+
+def test_registered_dataset_name_resolves_to_its_sources(mirror_dir: Path) -> None:
+    sources = resolve_source_argument("eegmat")
+    assert len(sources) == 24
+    assert sources[0].id == "eegmat/Subject00_1" and sources[0].label == "rest"
+
+
+def test_real_myo_sessions_keep_per_sample_labels_for_sample_windows(
+    mirror_dir: Path, tmp_path: Path
+) -> None:
+    from neurofm.data.windows import WindowDataset
+
+    sources = resolve_source_argument("myo_gestures")[:2]
+    report = prepare_corpus(sources, tmp_path, PreprocessConfig.emg(), progress=False)
+    assert not report.failed, report.summary()
+    corpus = Corpus(report.corpus_dir)
+    entry = corpus[sources[0].id]
+    assert entry.has_labels and entry.unit == "zscore" and entry.vocabulary_indices is None
+    dataset = WindowDataset(corpus, window_seconds=0.5, stride_seconds=0.25, label_mode="samples")
+    assert len(dataset) > 0
+    for index in range(0, len(dataset), max(1, len(dataset) // 10)):
+        position = dataset.window_recording[index]
+        start = dataset.window_start[index]
+        labels = corpus.labels(dataset.recording_ids[position])[start : start + dataset.window_length]
+        assert (labels == dataset.classes[dataset.window_label[index]]).all()
