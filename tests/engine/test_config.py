@@ -10,9 +10,9 @@ from neurofm.errors import ConfigError
 
 
 def test_mem_recipe_defaults_follow_methods_section_4():
-    config = load_config(PretrainConfig, overrides=["tokenizer=tok.pt"])
+    config = load_config(PretrainConfig, overrides=["objective=mem", "tokenizer=tok.pt"])
     assert config.objective == "mem"
-    assert config.model == "labram_base"
+    assert config.model == "labram_base_mem"
     assert config.optim.betas == (0.9, 0.98)
     assert config.optim.eps == 1e-8
     assert config.optim.weight_decay == 0.05
@@ -38,6 +38,17 @@ def test_tokenizer_and_finetune_recipe_defaults():
     finetune = load_config(FinetuneConfig)
     assert finetune.optim.betas == (0.9, 0.999) and finetune.optim.weight_decay == 0.05
     assert finetune.optim.layer_decay == 0.65
+
+
+def test_named_model_adds_its_own_defaults_under_explicit_values():
+    huge = load_config(PretrainConfig, base={"objective": "mem", "tokenizer": "t",
+                                             "model": "labram_huge_mem"})
+    assert huge.run.distributed == "fsdp"
+    large = load_config(FinetuneConfig, base={"model": "labram_large"})
+    assert (large.optim.epochs, large.optim.layer_decay) == (30, 0.8)
+    explicit = load_config(FinetuneConfig, base={"model": "labram_large"},
+                           overrides=["optim.layer_decay=0.9"])
+    assert explicit.optim.layer_decay == 0.9
 
 
 def test_yaml_then_flags_then_overrides_in_that_order(tmp_path):
@@ -75,7 +86,7 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_saved_config_of_another_task_is_refused(tmp_path):
     save_config(load_config(TokenizerTrainConfig), tmp_path / "config.yaml")
-    with pytest.raises(ConfigError, match="tokenizer"):
+    with pytest.raises(ConfigError, match="holds a 'tokenizer' config"):
         load_saved_config(PretrainConfig, tmp_path / "config.yaml")
 
 
@@ -83,7 +94,7 @@ def test_saved_config_of_another_task_is_refused(tmp_path):
     (["objective=mem"], "tokenizer is required"),
     (["objective=fip", "tokenizer=tok.pt"], "only used by --objective mem"),
     (["objective=fip", "symmetric_masking=true"], "mem only"),
-    (["objective=mem", "tokenizer=t.pt", "fip_loss_on=all"], "fip only"),
+    (["objective=mem", "tokenizer=t.pt", "loss_on=all"], "fip and mae-time only"),
     (["objective=fip", "optim.lrr=1"], "did you mean optim.lr"),
     (["objective=fip", "optim.min_lr=1"], "optim.min_lr"),
     (["objective=fip", "optim.warmup_epochs=500"], "optim.warmup_epochs"),
@@ -94,6 +105,7 @@ def test_saved_config_of_another_task_is_refused(tmp_path):
     (["objective=fip", "data.batch_size=many"], "must be an integer"),
     (["objective=fip", "mask_ratio=1.0"], "mask_ratio"),
     (["objective=xyz"], "unknown objective"),
+    (["tokenizer=t.pt"], "no pretraining objective chosen"),
     (["objective=fip", "optim.lr"], "key=value"),
 ])
 def test_inconsistent_options_raise_config_error_naming_the_option(overrides, message):

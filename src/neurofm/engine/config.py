@@ -180,8 +180,9 @@ class PretrainConfig(TrainConfig):
     (``fip``) or its time-domain ablation (``mae-time``).
 
     ``tokenizer`` is the VQ-NSP checkpoint that gives ``mem`` its targets (required for ``mem``,
-    refused otherwise). ``symmetric_masking`` applies to ``mem`` only and ``fip_loss_on`` to
-    ``fip`` only. Recipe defaults differ per objective; see :func:`pretrain_defaults`.
+    refused otherwise). ``symmetric_masking`` applies to ``mem`` only; ``loss_on`` ("masked" or
+    "all" patches, METHODS.md 6.4 ablation b) to ``fip`` and ``mae-time`` only. Recipe defaults
+    differ per objective and model; see :func:`pretrain_defaults`.
     """
 
     task: ClassVar[str] = "pretrain"
@@ -190,7 +191,7 @@ class PretrainConfig(TrainConfig):
     tokenizer: str | None = None
     mask_ratio: float = 0.5
     symmetric_masking: bool = True
-    fip_loss_on: Literal["masked", "all"] = "masked"
+    loss_on: Literal["masked", "all"] = "masked"
 
     def validate(self) -> None:
         super().validate()
@@ -203,9 +204,9 @@ class PretrainConfig(TrainConfig):
                      f"is only used by --objective mem, not {self.objective}; remove --tokenizer")
             _require(self.symmetric_masking == _OBJECTIVE_DEFAULTS[self.objective]["symmetric_masking"],
                      "symmetric_masking", f"applies to --objective mem only, not {self.objective}")
-        if self.objective != "fip":
-            _require(self.fip_loss_on == "masked", "fip_loss_on",
-                     f"applies to --objective fip only, not {self.objective}")
+        if self.objective == "mem":
+            _require(self.loss_on == "masked", "loss_on",
+                     "applies to --objective fip and mae-time only, not mem")
         _require(0.0 < self.mask_ratio < 1.0, "mask_ratio", f"must lie in (0, 1), got {self.mask_ratio}")
 
 
@@ -235,7 +236,7 @@ class FinetuneConfig(TrainConfig):
 _OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     # METHODS.md section 4: batch 64 per GPU, lr 5e-4 not batch-scaled, 50 epochs, 5 warm-up.
     "mem": {
-        "model": "labram_base",
+        "model": "labram_base_mem",
         "symmetric_masking": True,
         "optim": {"lr": 5e-4, "min_lr": 1e-5, "betas": (0.9, 0.98), "eps": 1e-8,
                   "weight_decay": 0.05, "clip_grad_norm": 3.0, "epochs": 50,
@@ -244,7 +245,7 @@ _OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # METHODS.md section 6.4: lr 1e-3 at batch 256 linearly scaled, 5% warm-up of 100 epochs.
     "fip": {
-        "model": "neurobert_small",
+        "model": "neurobert_base",
         "symmetric_masking": False,
         "optim": {"lr": 1e-3, "min_lr": 1e-5, "betas": (0.9, 0.999), "eps": 1e-8,
                   "weight_decay": 0.01, "clip_grad_norm": 1.0, "epochs": 100,
@@ -254,6 +255,16 @@ _OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 _OBJECTIVE_DEFAULTS["mae-time"] = _OBJECTIVE_DEFAULTS["fip"]
+
+# Per (task, model) values on top of the task's recipe: what a named size changes.
+_MODEL_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    # Huge does not fit one device's memory with a full optimizer state: shard it.
+    ("pretrain", "labram_huge_mem"): {"run": {"distributed": "fsdp"}},
+    # METHODS.md section 5: Large and Huge fine-tune 30 epochs, 3 of warm-up, lr decay 0.8.
+    ("finetune", "labram_large"): {"optim": {"epochs": 30, "warmup_epochs": 3.0, "layer_decay": 0.8}},
+    ("finetune", "labram_huge"): {"optim": {"epochs": 30, "warmup_epochs": 3.0, "layer_decay": 0.8},
+                                  "run": {"distributed": "fsdp"}},
+}
 
 
 def pretrain_defaults(objective: str) -> dict[str, Any]:
@@ -278,21 +289,32 @@ def load_config(
     ``base`` holds values set by dedicated command-line flags (``--objective``, ``--model``,
     ``--tokenizer``); they sit above the YAML file and below the ``key=value`` overrides. For a
     :class:`PretrainConfig` the objective's recipe defaults are the bottom layer, the objective
-    being taken from whichever layer sets it last.
+    being taken from whichever layer sets it last; a named model may add its own defaults on top
+    of the recipe (``labram_huge_mem`` shards with FSDP; ``labram_large`` fine-tunes 30 epochs).
     """
     layers: list[dict[str, Any]] = []
     if yaml_path is not None:
-        layers.append(read_yaml(yaml_path))
+        document = read_yaml(yaml_path)
+        # A config saved by save_config names its task; it must be this one.
+        task = document.pop("task", cls.task)
+        if task != cls.task:
+            raise ConfigError(f"config file {yaml_path} holds a {task!r} config, not a {cls.task!r} one")
+        layers.append(document)
     if base:
         layers.append({key: value for key, value in base.items() if value is not None})
     layers.append(parse_overrides(overrides))
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = _merge(merged, layer)
-    if cls is PretrainConfig or issubclass(cls, PretrainConfig):
-        objective = merged.get("objective", "mem")
-        merged = _merge(pretrain_defaults(str(objective)), merged)
-    config = config_from_dict(cls, merged)
+    defaults: dict[str, Any] = {}
+    if issubclass(cls, PretrainConfig):
+        if "objective" not in merged:
+            raise ConfigError("no pretraining objective chosen: pass --objective mem, fip or "
+                              "mae-time (or set objective: in the config file)")
+        defaults = pretrain_defaults(str(merged["objective"]))
+    model = merged.get("model", defaults.get("model", _field_default(cls, "model")))
+    defaults = _merge(defaults, _MODEL_DEFAULTS.get((cls.task, str(model)), {}))
+    config = config_from_dict(cls, _merge(defaults, merged))
     config.validate()
     return config
 
@@ -384,13 +406,11 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
 
 def load_saved_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
     """Read back a config written by :func:`save_config` (its ``task`` must match ``cls``)."""
-    data = read_yaml(path)
-    task = data.pop("task", cls.task)
-    if task != cls.task:
-        raise ConfigError(f"{path} holds a {task!r} config, not a {cls.task!r} one")
-    config = config_from_dict(cls, data)
-    config.validate()
-    return config
+    return load_config(cls, path)
+
+
+def _field_default(cls: type, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _require(condition: bool, option: str, problem: str) -> None:

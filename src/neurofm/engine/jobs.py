@@ -1,0 +1,247 @@
+"""Self-supervised training jobs: corpus -> windows -> objective -> :class:`Trainer` -> model.
+
+Each job is a thin assembly over shared parts, the way a torchtune recipe is: the corpus and its
+windows (:mod:`neurofm.data`), a named model (:mod:`neurofm.models.registry`), an objective
+(:mod:`neurofm.objectives`) and the one engine. The CLI commands ``neurofm tokenizer train`` and
+``neurofm pretrain`` only parse arguments and call :func:`run_job`.
+
+A run folder holds ``config.yaml`` (resolved), ``metrics.csv``, ``tensorboard/``,
+``checkpoints/`` (training state, for ``--resume``), ``split.json`` (which recordings were used
+for training and validation) and, at the end, ``model/`` (the trained network in neurofm's
+safetensors format, loadable with :func:`neurofm.models.checkpoints.load_pretrained`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from neurofm.atomic import atomic_write_json
+from neurofm.data.batching import ShapeGroupedBatchSampler, collate_windows
+from neurofm.data.corpus import Corpus
+from neurofm.data.splits import group_split
+from neurofm.data.windows import WindowDataset
+from neurofm.engine import distributed
+from neurofm.engine.checkpointing import CheckpointManager
+from neurofm.engine.config import PretrainConfig, TokenizerTrainConfig, TrainConfig
+from neurofm.engine.data_order import sampler_batches
+from neurofm.engine.trainer import Trainer, TrainResult, seed_everything
+from neurofm.errors import CheckpointError, ConfigError
+from neurofm.models.registry import create_model
+
+logger = logging.getLogger(__name__)
+
+# LaBraM's networks and tokenizer take signals in 100 uV at 200 Hz (METHODS.md section 1).
+LABRAM_UNIT, LABRAM_SFREQ = "100uV", 200.0
+
+
+class WindowSplit:
+    """Training and validation windows of a corpus, split by subject.
+
+    Attributes: ``train``, ``val`` (None when ``val_fraction`` is 0 or the corpus has a single
+    subject), ``train_ids``, ``val_ids`` (recording ids), ``corpus``.
+    """
+
+    def __init__(self, corpus: Corpus, window_seconds: float, stride_seconds: float,
+                 val_fraction: float, seed: int) -> None:
+        self.corpus = corpus
+        subjects = {entry.subject or entry.id for entry in corpus}
+        if val_fraction > 0 and len(subjects) > 1:
+            split = group_split(corpus, by="subject", val_fraction=val_fraction, test_fraction=0.0,
+                                seed=seed, name="pretraining")
+            self.train_ids, self.val_ids = list(split.train), list(split.val)
+        else:
+            self.train_ids, self.val_ids = sorted(corpus.ids), []
+        self.train = WindowDataset(corpus, window_seconds, stride_seconds, recording_ids=self.train_ids)
+        # Validation windows do not overlap, and their indices follow the training ones so the
+        # token-target cache (keyed by window index) never confuses the two.
+        self.val = (_OffsetIndex(WindowDataset(corpus, window_seconds, recording_ids=self.val_ids),
+                                 offset=len(self.train)) if self.val_ids else None)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``split.json`` records."""
+        return {"corpus": str(self.corpus.path), "train": self.train_ids, "val": self.val_ids,
+                "train_windows": len(self.train), "val_windows": len(self.val or [])}
+
+
+class _OffsetIndex(Dataset):
+    """A dataset whose items' ``"index"`` is shifted by ``offset``."""
+
+    def __init__(self, dataset: WindowDataset, offset: int) -> None:
+        self.dataset = dataset
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.dataset[index]
+        return {**item, "index": item["index"] + self.offset}
+
+    def channel_set_ids(self):
+        return self.dataset.channel_set_ids()
+
+
+def build_objective(config: TrainConfig, window_samples: int, run_dir: Path,
+                    ctx: distributed.DistributedContext) -> tuple[nn.Module, nn.Module]:
+    """The objective of ``config`` and the network it trains (what the job exports).
+
+    Raises :class:`ConfigError` when the model does not fit the objective and
+    :class:`CheckpointError` when the tokenizer checkpoint cannot be used.
+    """
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.precision)
+    if isinstance(config, TokenizerTrainConfig):
+        from neurofm.models.vqnsp import VQNSP
+        from neurofm.objectives.vq import VQNSPObjective
+
+        tokenizer = _create_model(config.model, config.model_overrides, "neurofm tokenizer train")
+        _require_type(tokenizer, VQNSP, config.model, "neurofm tokenizer train")
+        return VQNSPObjective(tokenizer, autocast_dtype=autocast_dtype), tokenizer
+    if not isinstance(config, PretrainConfig):
+        raise ConfigError(f"no self-supervised job for a {type(config).__name__}")
+    if config.objective == "mem":
+        from neurofm.models.checkpoints import load_pretrained
+        from neurofm.models.labram_pretrain import LabramForMaskedEEG
+        from neurofm.models.vqnsp import VQNSP
+        from neurofm.objectives.mem import MaskedEEGModelling
+        from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint
+
+        tokenizer = load_pretrained(config.tokenizer)
+        if not isinstance(tokenizer, VQNSP):
+            raise CheckpointError(f"--tokenizer {config.tokenizer} holds a {type(tokenizer).__name__}, "
+                                  "not a VQ-NSP tokenizer; pass the model/ folder of a "
+                                  "`neurofm tokenizer train` run")
+        # The student predicts the tokenizer's codes unless told otherwise.
+        student = _create_model(config.model, {"vocab_size": tokenizer.quantizer.n_codes,
+                                               **config.model_overrides}, "--objective mem")
+        _require_type(student, LabramForMaskedEEG, config.model, "--objective mem")
+        if tokenizer.quantizer.n_codes != student.vocab_size:
+            raise ConfigError(f"--tokenizer has {tokenizer.quantizer.n_codes} codes but model "
+                              f"{config.model} predicts {student.vocab_size}; set "
+                              f"model_overrides.vocab_size={tokenizer.quantizer.n_codes}")
+        cache = TokenTargetCache(tokenizer_fingerprint(tokenizer), run_dir / "token_cache",
+                                 rank=ctx.rank, flush_every=4096)
+        objective = MaskedEEGModelling(student, tokenizer, mask_ratio=config.mask_ratio,
+                                       symmetric=config.symmetric_masking, token_cache=cache,
+                                       autocast_dtype=autocast_dtype)
+        return objective, student
+    from neurofm.models.neurobert import NeuroBert
+    from neurofm.objectives.fip import FourierInversionPrediction
+    from neurofm.objectives.mae_time import TimeDomainMAE
+
+    overrides = {"n_times": window_samples, **config.model_overrides}
+    encoder = _create_model(config.model, overrides, f"--objective {config.objective}")
+    _require_type(encoder, NeuroBert, config.model, f"--objective {config.objective}")
+    objective_class = FourierInversionPrediction if config.objective == "fip" else TimeDomainMAE
+    return objective_class(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on), encoder
+
+
+def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
+            resume: bool = False) -> TrainResult:
+    """Train ``config`` (tokenizer or pretraining) on the corpus at ``corpus_dir`` into ``run_dir``.
+
+    Works in one process or under ``torchrun`` (DDP/FSDP, rank 0 writing). A fresh run refuses a
+    ``run_dir`` that already holds checkpoints; ``resume`` continues from the newest usable one.
+    The trained network is exported to ``run_dir/model`` (the best validation checkpoint's
+    weights when validation ran, else the final weights).
+    """
+    run_dir = Path(run_dir)
+    checkpoints = CheckpointManager(run_dir / "checkpoints")
+    if not resume and checkpoints.periodic():
+        raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue that "
+                          "run, or choose another --out folder")
+    ctx = distributed.init_distributed(config.run.device)
+    try:
+        corpus = Corpus(corpus_dir)
+        _check_corpus(config, corpus)
+        data = WindowSplit(corpus, config.data.window_seconds, config.data.stride_seconds,
+                           config.data.val_fraction, config.run.seed)
+        if ctx.is_main:
+            atomic_write_json(run_dir / "split.json", data.describe())
+        # The same initial weights on every rank (DDP also broadcasts them from rank 0).
+        seed_everything(config.run.seed)
+        objective, network = build_objective(config, data.train.window_length, run_dir, ctx)
+        global_batch = config.data.batch_size * ctx.world_size
+        trainer = Trainer(
+            objective, config, run_dir, data.train, data.val, collate_fn=collate_windows,
+            train_batches=sampler_batches(ShapeGroupedBatchSampler(
+                data.train.channel_set_ids(), global_batch, seed=config.run.seed, drop_last=True,
+                num_replicas=1, rank=0)),
+            val_batches=(sampler_batches(ShapeGroupedBatchSampler(
+                data.val.channel_set_ids(), global_batch, shuffle=False, num_replicas=1, rank=0))
+                if data.val is not None else None),
+            ctx=ctx,
+        )
+        result = trainer.fit(resume=resume)
+        cache = getattr(objective, "token_cache", None)
+        if cache is not None:
+            cache.save()
+        _export(network, trainer, result, run_dir, config, ctx)
+        return result
+    finally:
+        distributed.shutdown_distributed()
+
+
+def _export(network: nn.Module, trainer: Trainer, result: TrainResult, run_dir: Path,
+            config: TrainConfig, ctx: distributed.DistributedContext) -> None:
+    from neurofm.engine.checkpointing import load_checkpoint
+    from neurofm.models.checkpoints import save_pretrained
+
+    if not ctx.is_main:
+        return
+    source = "final"
+    if result.best_checkpoint is not None:
+        # The objective's state dict holds the network under one prefix; take the best weights.
+        best = load_checkpoint(result.best_checkpoint)["model"]
+        prefix = _prefix_of(trainer.module, network)
+        network.load_state_dict({k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)})
+        source = f"best ({config.run.monitor})"
+    try:
+        save_pretrained(network, run_dir / "model", model_name=config.model,
+                        extra={"trained_by": f"neurofm {config.task}", "weights": source,
+                               "step": result.step})
+    except CheckpointError as error:
+        logger.warning("the trained %s stays in the training checkpoints only: %s",
+                       type(network).__name__, error)
+
+
+def _prefix_of(objective: nn.Module, network: nn.Module) -> str:
+    for name, module in objective.named_modules():
+        if module is network:
+            return f"{name}." if name else ""
+    raise ValueError("the network is not part of the objective")
+
+
+def _check_corpus(config: TrainConfig, corpus: Corpus) -> None:
+    uses_labram_input = isinstance(config, TokenizerTrainConfig) or (
+        isinstance(config, PretrainConfig) and config.objective == "mem")
+    if not uses_labram_input:
+        return
+    for entry in corpus:
+        if entry.unit != LABRAM_UNIT or entry.sfreq != LABRAM_SFREQ:
+            raise ConfigError(
+                f"corpus {corpus.path}: recording {entry.id} is in {entry.unit} at {entry.sfreq:g} Hz, "
+                f"but LaBraM's tokenizer and masked modelling take {LABRAM_UNIT} at "
+                f"{LABRAM_SFREQ:g} Hz; prepare the corpus with the labram preprocessing recipe")
+        if entry.vocabulary_indices is None:
+            raise ConfigError(f"corpus {corpus.path}: recording {entry.id} has no channel mapping to "
+                              "the LaBraM vocabulary (EMG?); LaBraM objectives need EEG channels")
+
+
+def _create_model(name: str, overrides: dict[str, Any], where: str) -> nn.Module:
+    try:
+        return create_model(name, **overrides)
+    except TypeError as error:
+        raise ConfigError(f"model {name!r} does not take the options {sorted(overrides)} ({error}); "
+                          f"check --model and model_overrides for {where}") from None
+
+
+def _require_type(model: nn.Module, expected: type, name: str, where: str) -> None:
+    if not isinstance(model, expected):
+        raise ConfigError(f"model {name!r} builds a {type(model).__name__}; {where} needs a "
+                          f"{expected.__name__} model")
