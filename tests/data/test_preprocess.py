@@ -1,4 +1,4 @@
-"""Preprocessing recipes: what comes out (unit, rate, channels), what the filters keep and remove."""
+"""Preprocessing recipes: what comes out (unit, rate, channels), what filters keep and remove."""
 
 from __future__ import annotations
 

@@ -104,7 +104,9 @@ def test_utf8_annotation_text_survives_reading(mirror_dir: Path) -> None:
     assert recording.annotations[1].duration == pytest.approx(0.5)
 
 
-def test_stim_channel_keeps_its_codes_while_eeg_is_converted_to_microvolts(mirror_dir: Path) -> None:
+def test_stim_channel_keeps_its_codes_while_eeg_is_converted_to_microvolts(
+    mirror_dir: Path,
+) -> None:
     recording = read_recording(mirror_dir / "formats" / "bdf" / "test_bdf_stim_channel.bdf")
 
     assert recording.ch_types == ["eeg", "eeg", "eeg", "stim"]

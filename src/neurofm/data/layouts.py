@@ -242,7 +242,7 @@ def read_dreams_excerpt(
     hypnogram_path: str | Path,
     sfreq: float | None = None,
 ) -> Recording:
-    """Read a DREAMS excerpt: signal text file(s) or one EDF, and a hypnogram with one stage per 5 s.
+    """Read a DREAMS recording: signal text file(s) or one EDF, and a 5-s-step hypnogram.
 
     Layout (DREAMS databases, University of Mons): each signal file starts with the channel
     name in brackets (``[C3-A1]``) followed by one sample per line in microvolts; several files
@@ -279,7 +279,8 @@ def read_dreams_excerpt(
     if not np.all(codes_float == np.round(codes_float)):
         raise RecordingError(f"{hypnogram_path}: hypnogram codes must be integers")
     codes = codes_float.astype(np.int64)
-    code_map = DREAMS_AASM_CODES if hyp_header and "AASM" in hyp_header.upper() else DREAMS_RK_TO_AASM
+    is_aasm = hyp_header is not None and "AASM" in hyp_header.upper()
+    code_map = DREAMS_AASM_CODES if is_aasm else DREAMS_RK_TO_AASM
 
     n_samples = signal.shape[1]
     n_epochs = len(codes)
@@ -325,7 +326,7 @@ def read_dreams_excerpt(
             "reader": "neurofm.data.layouts.read_dreams_excerpt",
             "signal_files": [str(p) for p in paths],
             "hypnogram": str(hypnogram_path),
-            "hypnogram_scoring": "AASM" if code_map is DREAMS_AASM_CODES else "R&K",
+            "hypnogram_scoring": "AASM" if is_aasm else "R&K",
             "label_names": list(SLEEP_STAGES),
             "mains_freq": 50.0,
             "warnings": [*signal_recording.meta.get("warnings", []), *warnings_out],
@@ -411,7 +412,7 @@ def _load_bi2012_npz(path: Path) -> dict[str, Any]:
 
 
 def _load_bi2012_mat(path: Path) -> dict[str, Any]:
-    """The release's MATLAB file: variable ``training``/``online``, ``[T, 20]`` (time, 17 EEG, 2 flags)."""
+    """The release's MATLAB file: ``training``/``online`` = ``[T, 20]`` (time, 17 EEG, 2 flags)."""
     from scipy.io import loadmat
 
     try:

@@ -176,7 +176,7 @@ def _band_pass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) 
 
 @lru_cache(maxsize=64)
 def _notch_kernel(sfreq: float, freq: float) -> np.ndarray:
-    """The FIR band-stop kernel ``Raw.notch_filter(freq)`` uses (width freq/200, 1 Hz transition)."""
+    """The FIR band-stop kernel ``Raw.notch_filter(freq)`` uses (freq/200 wide, 1 Hz transition)."""
     half_transition = 0.5
     half_width = freq / 200.0 / 2.0
     return mne.filter.create_filter(
@@ -197,7 +197,7 @@ def _reflect_limited_pad(x: np.ndarray, n_edge: int) -> np.ndarray:
 
 
 def _apply_zero_phase_fir(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Zero-phase FIR filtering of ``[C, T]`` float64, numerically as MNE's ``_overlap_add_filter``."""
+    """Zero-phase FIR filtering of ``[C, T]`` float64, numerically as MNE's overlap-add filter."""
     n_taps, n_samples = len(kernel), x.shape[1]
     n_edge = max(min(n_taps, n_samples) - 1, 0)
     shift = (n_taps - 1) // 2 + n_edge
@@ -209,7 +209,8 @@ def _apply_zero_phase_fir(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         padded = _reflect_limited_pad(x[start:start + batch], n_edge)
         spectrum = scipy.fft.rfft(padded, n_fft, axis=1)
         spectrum *= kernel_spectrum
-        out[start:start + batch] = scipy.fft.irfft(spectrum, n_fft, axis=1)[:, shift:shift + n_samples]
+        filtered = scipy.fft.irfft(spectrum, n_fft, axis=1)
+        out[start:start + batch] = filtered[:, shift:shift + n_samples]
     return out
 
 

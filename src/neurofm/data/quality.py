@@ -87,7 +87,7 @@ class QualityReport:
 
 
 def _clipped_fraction(signal: np.ndarray, run_length: int) -> np.ndarray:
-    """Per channel, the fraction of samples in runs of >= ``run_length`` at the channel's max or min.
+    """Per channel, the share of samples in runs of >= ``run_length`` at the channel's max or min.
 
     A saturated amplifier or ADC holds its rail value; genuine signals rarely repeat their exact
     extreme for many consecutive samples.
@@ -111,7 +111,7 @@ def _clipped_fraction(signal: np.ndarray, run_length: int) -> np.ndarray:
 
 
 def _flat_fraction(signal: np.ndarray, sfreq: float, threshold: float) -> np.ndarray:
-    """Per channel, the fraction of 1-s segments whose peak-to-peak amplitude is <= ``threshold``."""
+    """Per channel, the share of 1-s segments whose peak-to-peak amplitude is <= ``threshold``."""
     n_channels, n_samples = signal.shape
     segment = max(1, int(round(sfreq)))
     n_segments = n_samples // segment
@@ -124,7 +124,7 @@ def _flat_fraction(signal: np.ndarray, sfreq: float, threshold: float) -> np.nda
 
 
 def check_recording(recording: Recording, config: "PreprocessConfig") -> QualityReport:
-    """Run every quality check on ``recording`` (``[C, T]`` in its own unit) and report the findings.
+    """Run every quality check on ``recording`` (``[C, T]``, its own unit) and report the findings.
 
     Checks: NaN/Inf samples, duration below ``config.min_duration``, empty and repeated channel
     names, all-flat and mostly-flat channels (peak-to-peak per 1-s segment at most

@@ -98,7 +98,9 @@ def keep_annotations_inside(
             continue
         if end > duration + 1e-9:
             n_cut += 1
-            annotation = Annotation(annotation.onset, duration - annotation.onset, annotation.description)
+            annotation = Annotation(
+                annotation.onset, duration - annotation.onset, annotation.description
+            )
         kept.append(annotation)
     if n_outside:
         warnings_out.append(
@@ -273,7 +275,7 @@ def _subject_from_info(raw: mne.io.BaseRaw) -> str | None:
 def recording_from_raw(
     raw: mne.io.BaseRaw, source: Path, reader_name: str, warnings_out: list[str] | None = None
 ) -> Recording:
-    """Convert a preloaded MNE ``Raw`` into a :class:`Recording` in microvolts (float32 ``[C, T]``)."""
+    """Convert a preloaded MNE ``Raw`` into a :class:`Recording`: float32 ``[C, T]`` in µV."""
     warnings_out = list(warnings_out or [])
     data = raw.get_data()
     is_volts = np.array([ch["unit"] == mne.io.constants.FIFF.FIFF_UNIT_V for ch in raw.info["chs"]])
@@ -288,10 +290,14 @@ def recording_from_raw(
     }
     orig_units = dict(getattr(raw, "_orig_units", None) or {})
     if not orig_units:
-        orig_units = {name: ("V" if volts else "n/a") for name, volts in zip(raw.ch_names, is_volts)}
+        orig_units = {
+            name: ("V" if volts else "n/a") for name, volts in zip(raw.ch_names, is_volts)
+        }
 
     duration = raw.n_times / raw.info["sfreq"]
-    annotations = keep_annotations_inside(_annotations_from_mne(raw), duration, source, warnings_out)
+    annotations = keep_annotations_inside(
+        _annotations_from_mne(raw), duration, source, warnings_out
+    )
     meas_date = raw.info.get("meas_date")
     meta: dict[str, Any] = {
         "reader": f"mne.io.{reader_name}",
