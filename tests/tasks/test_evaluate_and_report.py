@@ -124,3 +124,19 @@ def test_report_refuses_results_of_different_tasks(tmp_path):
                                   sleep_folds, n_resamples=10)
     with pytest.raises(ConfigError, match="several tasks"):
         write_report([first, second], tmp_path)
+
+
+def test_report_command_compares_saved_results(tmp_path, capsys):
+    from neurofm.cli import main
+
+    task = get_task("eegmat")
+    folds = _folds("eegmat", [f"S{i:02d}" for i in range(12)])
+    paths = []
+    for system, skill in (("scratch", 0.5), ("pretrained", 2.0)):
+        result = evaluate_predictions(task, system, _predictions("eegmat", folds, 3, skill), folds,
+                                      n_resamples=10)
+        paths.append(str(result.save(tmp_path / f"{system}.json")))
+    assert main(["report", *paths, "--out", str(tmp_path / "report")]) == 0
+    assert "report.md" in capsys.readouterr().out
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert markdown.index("| scratch |") < markdown.index("| pretrained |")

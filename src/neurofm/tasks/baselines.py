@@ -12,7 +12,7 @@ test windows; :mod:`neurofm.tasks.evaluate` scores those exactly as it scores a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from scipy import signal as sps
@@ -188,34 +188,40 @@ def get_baseline(name: str) -> Baseline:
         raise ConfigError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}") from None
 
 
-def run_baseline(
-    baseline: Baseline, windows: "TaskWindows", folds: Sequence[Split], n_classes: int
-) -> Predictions:
-    """Fit ``baseline`` on each fold's training subjects and predict its test subjects.
 
-    Features are computed once for all windows (they depend on no training data); the scaler and
-    classifier are fitted per fold on the training partition only. The validation partition is
-    not used, because a baseline has no hyperparameters to select.
+class BaselinePredictor:
+    """Fits a baseline on one fold's training recordings and predicts its test recordings.
+
+    A fold predictor for :func:`neurofm.tasks.evaluate.evaluate_system`. Features are computed
+    once for all windows (they depend on no training data); the scaler and classifier are fitted
+    per fold on the training partition only. The validation partition is not used, because a
+    baseline has no hyperparameters to select.
     """
-    features = baseline.features(windows.signal, windows.sfreq)
-    parts = []
-    for index, fold in enumerate(folds):
+
+    def __init__(self, baseline: Baseline, windows: "TaskWindows", n_classes: int) -> None:
+        self.baseline = baseline
+        self.windows = windows
+        self.n_classes = n_classes
+        self.features = baseline.features(windows.signal, windows.sfreq)
+
+    def __call__(self, index: int, fold: Split) -> Predictions:
+        """Test predictions of fold ``index`` (class probabilities ``[M, K]`` and window keys)."""
+        windows = self.windows
         train = np.isin(windows.recording, fold.train)
         test = np.isin(windows.recording, fold.test)
         if not train.any() or not test.any():
             raise ConfigError(
-                f"fold {index} ({fold.name}) has {int(train.sum())} training and {int(test.sum())} test "
-                "windows; every fold needs both"
+                f"fold {index} ({fold.name}) has {int(train.sum())} training and "
+                f"{int(test.sum())} test windows; every fold needs both"
             )
-        probabilities = baseline.fit_predict(
-            features[train], windows.label[train], features[test], n_classes
+        probabilities = self.baseline.fit_predict(
+            self.features[train], windows.label[train], self.features[test], self.n_classes
         )
-        parts.append(Predictions(
+        return Predictions(
             y_true=windows.label[test],
             y_prob=probabilities,
             fold=np.full(int(test.sum()), index),
             subject=windows.subject[test],
             recording=windows.recording[test],
             onset=windows.onset[test],
-        ))
-    return Predictions.concatenate(parts)
+        )

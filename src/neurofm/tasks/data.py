@@ -19,6 +19,7 @@ import numpy as np
 from neurofm.data.corpus import Corpus
 from neurofm.data.prepare import PreparationReport, prepare_corpus
 from neurofm.data.sources import RecordingSource
+from neurofm.data.splits import Split
 from neurofm.data.windows import WindowDataset
 from neurofm.datasets.registry import get_dataset, resolve
 from neurofm.errors import ConfigError, DatasetError
@@ -153,6 +154,16 @@ def task_window_dataset(task: Task, corpus: Corpus | str | os.PathLike,
         label_map=dict(spec.label_map),
         event_offset_seconds=spec.event_offset_seconds,
     )
+
+
+def task_folds(task: Task, corpus: Corpus | str | os.PathLike) -> list[Split]:
+    """The task's subject-wise folds over the recordings of ``corpus`` that the task windows.
+
+    Deterministic given the corpus and the task's split seed, so a baseline and a fine-tuned
+    model evaluated separately get the same folds.
+    """
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+    return task.split.corpus_folds(corpus, task_window_dataset(task, corpus).recording_ids)
 
 
 def _channel_rows(task: Task, channels: tuple[str, ...], recording_id: str) -> list[int]:

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,10 @@ from neurofm.tasks.metrics import (
     classification_metrics,
     t_interval,
 )
+
+#: A system under evaluation: ``(fold position, fold split) -> predictions`` for the fold's test
+#: recordings, having trained only on its train (and selected only on its val) recordings.
+FoldPredictor = Callable[[int, Split], "Predictions"]
 
 RESULT_FORMAT = "neurofm-evaluation"
 RESULT_VERSION = 1
@@ -127,7 +131,8 @@ class EvaluationResult:
         created: UTC time of the evaluation (ISO 8601).
         neurofm_version: the package version that produced it.
         history_csv: optional path to the training-metrics CSV (long format: step, epoch, split,
-            name, value, wall_time) of a fine-tuning run, for learning-curve plots.
+            name, value, wall_time) of a fine-tuning run, for learning-curve plots; a relative
+            path is relative to the result file.
     """
 
     task: dict[str, Any]
@@ -220,7 +225,11 @@ class EvaluationResult:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"result file {path} is not valid JSON ({error}); "
                               "re-run `neurofm evaluate` to write it again") from None
-        return cls.from_dict(data, where=str(path))
+        result = cls.from_dict(data, where=str(path))
+        if result.history_csv and not Path(result.history_csv).is_absolute():
+            # A relative metrics CSV is taken relative to the result file, so a run folder can move.
+            result.history_csv = str(path.parent / result.history_csv)
+        return result
 
 
 def _without_nan(value: Any) -> Any:
@@ -317,4 +326,40 @@ def evaluate_predictions(
         over_subjects=over_subjects,
         predictions=predictions,
         history_csv=history_csv,
+    )
+
+
+def evaluate_system(
+    task: Task,
+    system: str,
+    predict_fold: FoldPredictor,
+    folds: Sequence[Split],
+    config: Mapping[str, Any] | None = None,
+    *,
+    max_folds: int | None = None,
+    progress: bool = True,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    history_csv: str | None = None,
+) -> EvaluationResult:
+    """Run ``predict_fold`` on each fold and score the pooled test predictions.
+
+    This is the one path every system takes: the classical baselines
+    (:class:`neurofm.tasks.baselines.BaselinePredictor`) and fine-tuned models alike, so all are
+    scored on the same windows of the same folds. ``max_folds`` runs only the first folds (quick
+    checks; the result then covers only their test subjects and says so in its config).
+    """
+    from tqdm.auto import tqdm
+
+    chosen = list(folds)[: max_folds or len(folds)]
+    parts = [predict_fold(index, fold)
+             for index, fold in enumerate(tqdm(chosen, desc=f"{task.name} {system}", unit="fold",
+                                              disable=not progress))]
+    settings = dict(config or {})
+    if len(chosen) < len(folds):
+        settings["folds_run"] = f"{len(chosen)} of {len(folds)}"
+    return evaluate_predictions(
+        task, system, Predictions.concatenate(parts), chosen, settings,
+        n_resamples=n_resamples, confidence=confidence, seed=seed, history_csv=history_csv,
     )

@@ -308,7 +308,10 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
         matrix = plot_confusion_matrix(result, out_dir / f"confusion_{slug}.png")
         figures.append(matrix)
         blocks.append(_Image(matrix.name, f"confusion matrix, {result.system}"))
-        if result.history_csv:
+        if result.history_csv and not Path(result.history_csv).is_file():
+            blocks.append(_Paragraph(f"Learning curves of {result.system}: its metrics CSV "
+                                     f"{result.history_csv} was not found."))
+        elif result.history_csv:
             curves = plot_learning_curves(result.history_csv, f"{result.system}: training",
                                           out_dir / f"learning_curves_{slug}.png")
             figures.append(curves)

@@ -1,0 +1,107 @@
+"""``neurofm evaluate``: run a task's classical baseline on its subject-wise folds and report.
+
+Prepares (or reuses) the task's corpus, cuts the task's windows, builds the folds, fits the
+baseline per fold, scores the test predictions (per fold, per subject, with confidence intervals)
+and writes ``OUT/<system>.json``, ``OUT/folds.json`` and a Markdown + HTML report with plots.
+
+Models are evaluated through the same function, :func:`neurofm.tasks.evaluate.evaluate_system`,
+with a fold predictor that fine-tunes on each fold's training subjects; their result files go
+into ``neurofm report`` next to the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurofm.atomic import atomic_write_json
+from neurofm.tasks.baselines import BaselinePredictor, get_baseline
+from neurofm.tasks.data import (
+    default_corpus_root,
+    load_task_windows,
+    prepare_task_corpus,
+    task_folds,
+)
+from neurofm.tasks.definitions import get_task, list_tasks
+from neurofm.tasks.evaluate import EvaluationResult, evaluate_system
+from neurofm.tasks.reports import format_interval, write_report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` parser."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="run a task's classical baseline on its folds; write results and a report",
+        description=(
+            "Evaluate on a downstream task with subject-wise cross-validation: prepare the task's "
+            "dataset into a corpus (reused when already prepared), fit the task's classical "
+            "baseline on each fold's training subjects, score its test subjects, and write the "
+            "result JSON (with the task, the folds and the settings) and a Markdown + HTML report "
+            "with plots. Tasks: " + ", ".join(list_tasks()) + "."
+        ),
+    )
+    parser.add_argument("--task", required=True, choices=list_tasks(), metavar="NAME",
+                        help="task name: " + ", ".join(list_tasks()))
+    parser.add_argument("--baseline", action="store_true",
+                        help="run the task's classical baseline (the default and, from this "
+                             "command, the only system; models are evaluated by fine-tuning)")
+    parser.add_argument("--corpus", default=None, metavar="DIR",
+                        help="folder for the task's prepared corpus (default: "
+                             "$NEUROFM_CACHE/corpora or ~/.cache/neurofm/corpora)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="output folder (default: neurofm-eval/<task>)")
+    parser.add_argument("--mirror", default=None, metavar="DIR",
+                        help="dataset mirror holding verified files (default: NEUROFM_MIRROR)")
+    parser.add_argument("--dataset-dir", default=None, metavar="DIR",
+                        help="a folder laid out like the dataset (files not checksummed), "
+                             "instead of the registry's verified files")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples over subjects for the CIs (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--max-folds", type=int, default=None, metavar="K",
+                        help="run only the first K folds (quick checks)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for corpus preparation (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the baseline on ``args.task``; print the headline metrics and where files went."""
+    task = get_task(args.task)
+    out_dir = Path(args.out) if args.out else Path("neurofm-eval") / task.name
+    corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
+    corpus, preparation = prepare_task_corpus(
+        task, corpus_root, mirror=args.mirror, dataset_dir=args.dataset_dir,
+        workers=args.workers, progress=not args.quiet,
+    )
+    print(preparation.summary())
+    windows = load_task_windows(task, corpus)
+    folds = task_folds(task, corpus)
+    baseline = get_baseline(task.baseline)
+    result = evaluate_system(
+        task,
+        baseline.name,
+        BaselinePredictor(baseline, windows, task.n_classes),
+        folds,
+        {"baseline": baseline.description, **baseline.settings, "corpus": str(corpus.path),
+         "data": windows.describe()},
+        max_folds=args.max_folds,
+        progress=not args.quiet,
+        n_resamples=args.bootstrap,
+        seed=args.seed,
+    )
+    result_path = result.save(out_dir / f"{result.system}.json")
+    atomic_write_json(out_dir / "folds.json", [fold.to_dict() for fold in result.folds])
+    report = write_report([result], out_dir)
+    _print_summary(result)
+    print(f"result: {result_path}\nreport: {report.markdown} and {report.html}")
+    return 0
+
+
+def _print_summary(result: EvaluationResult) -> None:
+    print(f"{result.task_name} / {result.system}: {len(result.folds)} folds, "
+          f"{len(result.subject_metrics)} test {result.task['split']['unit']}s, "
+          f"{len(result.predictions.y_true)} test windows")
+    for name in result.task["metrics"]:
+        print(f"  {name:18s} {format_interval(result.over_subjects[name])}")
