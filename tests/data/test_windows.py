@@ -92,6 +92,10 @@ def test_annotation_spans_are_tiled_like_sleep_epochs(tmp_path: Path) -> None:
     )
     assert dataset.window_start.tolist() == [0, 30, 60, 90]
     assert dataset.window_label.tolist() == [0, 0, 0, 1]
+    merged = WindowDataset(
+        tmp_path, 3.0, label_mode="annotations", label_map={"W": 0, "N2": 1, "?": 1}
+    )
+    assert merged.classes == ["W", "N2"] and merged.window_label.tolist() == [0, 0, 0, 1]
 
 
 def test_events_get_one_window_at_their_onset_plus_offset(tmp_path: Path) -> None:

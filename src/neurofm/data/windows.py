@@ -66,7 +66,8 @@ class WindowDataset(Dataset):
         label_mode: ``"none"``, ``"recording"``, ``"samples"`` or ``"annotations"`` (see module doc).
         label_map: label value -> class index. ``"recording"``/``"annotations"`` map label strings,
             ``"samples"`` maps integers; values absent from the map are left out (``"recording"``
-            raises instead). Default: the sorted distinct values, numbered from 0.
+            raises instead). Default: the sorted distinct values, numbered from 0. ``classes[i]``
+            names class ``i`` (the first label mapped to it).
         event_offset_seconds: ``"annotations"`` mode only: one window per annotation starting this
             many seconds after its onset (negative = before) instead of tiling its span.
         max_open_arrays: memory maps kept open at once.
@@ -164,8 +165,11 @@ class WindowDataset(Dataset):
                     f"recording labels {missing} are not in label_map {dict(label_map)}; add them or "
                     "select other recordings"
                 )
-        classes = [value for value, _ in sorted(label_map.items(), key=lambda item: item[1])]
-        return dict(label_map), classes
+        # Several labels may share a class (R&K "N4" -> "N3"); a class is named by its first label.
+        names: dict[int, Hashable] = {}
+        for value, index in label_map.items():
+            names.setdefault(int(index), value)
+        return dict(label_map), [names.get(i) for i in range(max(names, default=-1) + 1)]
 
     def _window_table(
         self, entries: list[CorpusEntry], event_offset_seconds: float | None
