@@ -3,9 +3,11 @@
 Each returns a :class:`~neurofm.data.recording.Recording` with its unit and sampling rate stated:
 
 - :func:`read_myo_gesture_file` — Myo armband CSV text, one file per gesture (``myo_gestures``).
-- :func:`read_dreams_excerpt` — DREAMS text excerpts: signal text file(s) + 5-s hypnogram text.
+- :func:`read_dreams_excerpt` — DREAMS: signal text file(s) or a Subjects-database EDF, plus the
+  5-s hypnogram text.
 - :func:`read_sleep_edf` — Sleep-EDF: PSG EDF + hypnogram EDF (R&K stages mapped to AASM).
-- :func:`read_bi2012` — Brain Invaders 2012 P300 in neurofm's documented NPZ layout.
+- :func:`read_bi2012` — Brain Invaders 2012 P300: neurofm's documented NPZ layout or the
+  release's MATLAB files.
 - :func:`read_bci_iv_mi` — BCI Competition IV 2a/2b motor imagery GDF files.
 
 Sleep recordings carry per-sample ``labels`` indexing :data:`SLEEP_STAGES` (``-1`` = unscored) and

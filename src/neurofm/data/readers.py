@@ -10,7 +10,8 @@ One entry point, :func:`read_recording`, dispatches on the file extension to MNE
   GDF...) are corrected from the labels (``ECG ECG`` -> ``ecg``, ``EOG ..`` -> ``eog``,
   ``Status`` -> ``stim``), and each correction is recorded in ``meta["inferred_types"]``;
 - annotations keep their onset and duration in seconds from the first sample; those outside the
-  recording are dropped (or cut at its end) with a line in ``meta["warnings"]``.
+  recording are dropped (or cut at its end) with a line in ``meta["warnings"]``, which also
+  collects the warnings MNE raised while reading.
 
 Every failure (unknown extension, unreadable, truncated or corrupted file) raises
 :class:`~neurofm.errors.RecordingError` naming the file, the problem and what to do.
