@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 
 from neurofm.models.neurobert import neurobert_small
 from neurofm.objectives.fip import FourierInversionPrediction
 from neurofm.objectives.mae_time import TimeDomainMAE
+
 
 
 def _batch(batch_size: int = 4, n_chans: int = 3, n_times: int = 800) -> dict[str, torch.Tensor]:
@@ -72,3 +75,20 @@ def test_mixed_mode_regresses_every_channel() -> None:
     hidden = model.forward_encoder(model.patchify(torch.randn(2, 4, 400)))
     assert objective.reconstruct(hidden).shape == (2, 10, 4, 40)
     assert torch.isfinite(objective(_batch(2, 4, 400)).loss)
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_sine_plus_noise_toy_is_learned_to_low_loss(
+        sine_plus_noise: Callable[[torch.Generator], dict]) -> None:
+    model = neurobert_small(patch_len=40, n_times=320)
+    objective = TimeDomainMAE(model, generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3, weight_decay=0.01)
+    data = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(100):
+        output = objective(sine_plus_noise(data))
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        losses.append(output.loss.item())
+    assert sum(losses[-20:]) / 20 < 0.1
