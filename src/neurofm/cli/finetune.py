@@ -1,0 +1,143 @@
+"""``neurofm finetune``: fine-tune a backbone on a downstream task, fold by fold, seed by seed.
+
+Thin over :mod:`neurofm.tasks.finetune`: prepares (or reuses) the task's corpus, cuts its
+windows and folds exactly as ``neurofm evaluate`` does, fine-tunes on each fold's training
+subjects, selects on its validation subjects, scores its test subjects, and writes the results,
+the summary over seeds and a report next to the task's classical baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurofm.errors import ConfigError
+from neurofm.models.registry import list_models
+from neurofm.tasks.definitions import list_tasks
+from neurofm.tasks.reports import format_interval
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``finetune`` parser."""
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a pretrained (or scratch) backbone on a task; results and a report",
+        description=(
+            "Fine-tune a LaBraM or Neuro-BERT backbone on a downstream task with subject-wise "
+            "cross-validation: per seed and fold, train on the training subjects, keep the epoch "
+            "with the best validation score (AUROC for binary tasks, Cohen's kappa otherwise), "
+            "and score the test subjects. Writes OUT/results.json (split, resolved config, "
+            "metrics per seed, mean and std over seeds), one result per seed, the task's "
+            "classical baseline on the same folds, and a Markdown + HTML report. Recipe defaults "
+            "follow the model (LaBraM: layer-wise lr decay 0.65 for Base, drop path 0.1, label "
+            "smoothing 0.1 for multi-class tasks); change any option with key=value."
+        ),
+        epilog=(
+            "examples:\n"
+            "  neurofm finetune --task eegmat --init official:labram-base.pth --model labram_base "
+            "--out runs/eegmat-official\n"
+            "  neurofm finetune --task eegmat --init scratch --model labram_base --out "
+            "runs/eegmat-scratch --seeds 0 1 2 3 4\n"
+            "  neurofm finetune --task eegmat --init ckpt/ --model labram_base --mode lora "
+            "--out runs/eegmat-lora lora.r=16 optim.lr=1e-3"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--task", required=True, choices=list_tasks(), metavar="NAME",
+                        help="task name: " + ", ".join(list_tasks()))
+    parser.add_argument("--init", required=True, metavar="{PATH,official:PATH,scratch}",
+                        help="initial weights: a neurofm checkpoint folder, a training checkpoint "
+                             "(.pt with its .json), an official LaBraM .pth (official:PATH), or "
+                             "'scratch' (random, for comparison)")
+    parser.add_argument("--model", required=True, metavar="NAME",
+                        help="registered model (its recipe and architecture; a checkpoint must "
+                             "match it): " + ", ".join(m for m in list_models()
+                                                       if m.startswith(("labram_", "neurobert_"))
+                                                       and not m.endswith("_mem")))
+    parser.add_argument("--mode", choices=("full", "linear", "lora"), default="full",
+                        help="full fine-tuning (default), linear probing (frozen backbone, only "
+                             "the head trains) or LoRA adapters + head")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--corpus", default=None, metavar="DIR",
+                        help="folder for the task's prepared corpus (default: "
+                             "$NEUROFM_CACHE/corpora or ~/.cache/neurofm/corpora)")
+    parser.add_argument("--mirror", default=None, metavar="DIR",
+                        help="dataset mirror holding verified files (default: NEUROFM_MIRROR)")
+    parser.add_argument("--dataset-dir", default=None, metavar="DIR",
+                        help="a folder laid out like the dataset (files not checksummed), "
+                             "instead of the registry's verified files")
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help="YAML file with config options (below flags and key=value)")
+    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help="training epochs per fold (the warm-up keeps the recipe's fraction)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+                        help="seeds; each trains every fold once (default: 0; the papers use 5)")
+    parser.add_argument("--max-folds", type=int, default=None, metavar="K",
+                        help="run only the first K folds (quick checks)")
+    parser.add_argument("--system", default=None, metavar="NAME",
+                        help="the system's name in results and reports (default: MODEL INIT MODE)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="do not run the task's classical baseline for the report")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a run in OUT: reuse finished folds, resume interrupted ones")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples over subjects for the CIs (default 1000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for corpus preparation (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. optim.lr=1e-4 data.batch_size=32 lora.r=16")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the fine-tuning job; print the summary and where files went."""
+    from neurofm.tasks.data import (
+        default_corpus_root,
+        load_task_windows,
+        prepare_task_corpus,
+        task_folds,
+    )
+    from neurofm.tasks.definitions import get_task
+    from neurofm.tasks.finetune import load_finetune_config, run_finetune
+
+    if args.max_folds is not None and args.max_folds < 1:
+        raise ConfigError(f"--max-folds must be >= 1, got {args.max_folds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
+    out_dir = Path(args.out)
+    if (out_dir / "results.json").exists() and not args.resume:
+        raise ConfigError(f"{out_dir} already holds a fine-tuning run (results.json); pass "
+                          "--resume to continue it or choose another --out")
+    flags = {"task_name": args.task, "init": args.init, "model": args.model, "mode": args.mode,
+             "optim.epochs": args.epochs}
+    if args.quiet:
+        flags["run.progress"] = False
+    config = load_finetune_config(args.config, args.overrides, flags)
+
+    task = get_task(args.task)
+    corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
+    corpus, preparation = prepare_task_corpus(
+        task, corpus_root, mirror=args.mirror, dataset_dir=args.dataset_dir,
+        workers=args.workers, progress=not args.quiet)
+    print(preparation.summary())
+    windows = load_task_windows(task, corpus)
+    folds = task_folds(task, corpus)
+    outcome = run_finetune(
+        config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
+        system=args.system, baseline=not args.no_baseline, resume=args.resume,
+        n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path))
+
+    first = outcome.results[0]
+    print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: {len(first.folds)} folds, "
+          f"seeds {list(args.seeds)}, {len(first.predictions.y_true)} test windows per seed")
+    for result in outcome.results + ([outcome.baseline] if outcome.baseline else []):
+        print(f"  {result.system}")
+        for name in task.metrics:
+            print(f"    {name:18s} {format_interval(result.over_subjects[name])}")
+    print(f"summary: {outcome.summary_path}")
+    if outcome.report_markdown is not None:
+        print(f"report: {outcome.report_markdown}")
+    return 0

@@ -1,0 +1,190 @@
+"""Fine-tuning: recipe groups, modes (full, linear, LoRA), initialisation sources, the CLI on eegmat."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurofm.cli import main
+from neurofm.engine.optim import param_groups
+from neurofm.engine.trainer import Trainer
+from neurofm.errors import ConfigError
+from neurofm.data.batching import collate_windows
+from neurofm.models.checkpoints import load_labram_checkpoint, save_pretrained
+from neurofm.models.registry import create_model
+from neurofm.objectives.classification import SupervisedObjective
+from neurofm.tasks.data import TaskWindows
+from neurofm.tasks.definitions import get_task
+from neurofm.tasks.evaluate import EvaluationResult
+from neurofm.tasks.finetune import (
+    TaskWindowDataset,
+    build_task_network,
+    layer_decay_groups,
+    load_finetune_config,
+    load_lora_model,
+    save_lora_adapters,
+)
+
+_CHANNELS = ("FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2")
+_QUIET = ["run.progress=false", "run.tensorboard=false", "data.batch_size=8"]
+
+
+def _windows(n: int = 32, seconds: int = 2) -> TaskWindows:
+    """Synthetic two-class windows in 100 µV at 200 Hz: class 1 carries a 10 Hz rhythm."""
+    rng = np.random.default_rng(0)
+    label = np.arange(n) % 2
+    t = np.arange(seconds * 200) / 200.0
+    signal = rng.normal(0, 0.2, (n, len(_CHANNELS), t.size)) + \
+        label[:, None, None] * np.sin(2 * np.pi * 10 * t)
+    subject = np.array([f"S{i % 4}" for i in range(n)])
+    return TaskWindows(signal.astype(np.float32), label, subject, np.char.add(subject, "_r"),
+                       np.arange(n, dtype=float), 200.0, "100uV", _CHANNELS)
+
+
+def _config(*extra: str, **flags):
+    flags = {"task_name": "eegmat", "model": "labram_small", **flags}
+    return load_finetune_config(overrides=[*_QUIET, *extra], flags=flags)
+
+
+def _train(network, windows: TaskWindows, run_dir: Path, config) -> SupervisedObjective:
+    objective = SupervisedObjective(network, "binary", 2)
+    layer_of, depth = layer_decay_groups(network) if config.optim.layer_decay else (None, None)
+    Trainer(objective, config, run_dir, TaskWindowDataset(windows), collate_fn=collate_windows,
+            layer_id=layer_of, num_layers=depth).fit()
+    return objective
+
+
+def test_layer_wise_decay_scales_blocks_by_depth_and_keeps_time_embed_at_one():
+    config = _config()
+    network, _ = build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
+    layer_of, depth = layer_decay_groups(network)
+    assert depth == 2
+    scale_of = {}
+    for group in param_groups(network, 0.05, layer_of, depth, layer_decay=0.65):
+        for name in group["param_names"]:
+            scale_of[name.removeprefix("backbone.")] = group["lr_scale"]
+    for k in range(depth):
+        assert scale_of[f"blocks.{k}.attn.qkv.weight"] == pytest.approx(0.65 ** (depth - k))
+    for name in ("cls_token", "pos_embed", "patch_embed.conv1.weight"):
+        assert scale_of[name] == pytest.approx(0.65 ** (depth + 1))
+    for name in ("time_embed", "fc_norm.weight", "head.weight"):
+        assert scale_of[name] == 1.0
+
+
+def test_linear_probe_trains_the_head_and_leaves_the_backbone_bit_identical(tmp_path):
+    config = _config("run.max_steps=3", mode="linear")
+    network, _ = build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
+    before = {k: v.clone() for k, v in network.backbone.state_dict().items()}
+    _train(network, _windows(), tmp_path, config)
+    after = network.backbone.state_dict()
+    for name, value in before.items():
+        if name.startswith("head."):
+            assert not torch.equal(value, after[name]), name
+        else:
+            assert torch.equal(value, after[name]), name
+
+
+def test_lora_trains_only_adapters_saves_them_apart_and_reloads_to_the_same_outputs(tmp_path):
+    base = create_model("labram_small")
+    save_pretrained(base, tmp_path / "base", model_name="labram_small")
+    config = _config("run.max_steps=4", "optim.warmup_epochs=0", "optim.lr=1e-2",
+                     mode="lora", init=str(tmp_path / "base"))
+    network, _ = build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
+    trainable = sorted(n for n, p in network.named_parameters() if p.requires_grad)
+    assert trainable and all(".lora_" in n or ".head." in n for n in trainable)
+    frozen_before = {n: p.detach().clone() for n, p in network.named_parameters()
+                     if not p.requires_grad}
+    windows = _windows()
+    _train(network, windows, tmp_path / "run", config)
+    for name, parameter in network.named_parameters():
+        if name in frozen_before:
+            assert torch.equal(frozen_before[name], parameter), name
+    assert any(not torch.all(p == 0) for n, p in network.named_parameters() if "lora_B" in n)
+
+    adapter = save_lora_adapters(network, tmp_path / "adapter", {
+        "init": config.init, "model": "labram_small", "n_outputs": 1})
+    adapter_bytes = (adapter / "adapter_model.safetensors").stat().st_size
+    assert adapter_bytes < (tmp_path / "base" / "model.safetensors").stat().st_size / 4
+
+    batch = collate_windows([TaskWindowDataset(windows)[i] for i in range(6)])
+    network.eval()
+    reloaded = load_lora_model(adapter)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(batch), network(batch), rtol=0, atol=1e-6)
+
+
+def test_official_checkpoint_initialises_the_backbone_with_exactly_its_weights(golden_dir):
+    weights = golden_dir / "weights" / "labram-base.pth"
+    task = get_task("eegmat")
+    official, _ = build_task_network(_config(model="labram_base", init=f"official:{weights}"),
+                                     task, 200.0, 400, "100uV")
+    scratch, _ = build_task_network(_config(model="labram_base"), task, 200.0, 400, "100uV")
+    reference = load_labram_checkpoint(weights, target="backbone").state_dict()
+    tuned = official.backbone.state_dict()
+    compared = [k for k in reference if not k.startswith(("head.", "fc_norm."))]
+    assert len(compared) > 100
+    for key in compared:
+        assert torch.equal(tuned[key], reference[key]), key
+    assert tuned["head.weight"].shape == (1, 200)  # one logit for a binary task
+    assert not torch.equal(scratch.backbone.state_dict()["blocks.0.attn.qkv.weight"],
+                           reference["blocks.0.attn.qkv.weight"])
+
+
+def test_inconsistent_options_are_refused_with_the_option_named(tmp_path):
+    with pytest.raises(ConfigError, match="lora"):
+        _config(mode="lora", init="scratch")
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        _config("label_smoothing=0.1")  # eegmat is binary: one logit and BCE
+    save_pretrained(create_model("labram_small"), tmp_path / "small")
+    config = _config(model="labram_base", init=str(tmp_path / "small"))
+    with pytest.raises(ConfigError, match="does not match the architecture"):
+        build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
+
+
+def test_multiclass_tasks_get_label_smoothing_and_binary_tasks_one_logit():
+    sleep = load_finetune_config(overrides=_QUIET, flags={"task_name": "dreams_sleep",
+                                                          "model": "labram_small"})
+    assert sleep.label_smoothing == 0.1 and sleep.optim.layer_decay == 0.65
+    large = load_finetune_config(flags={"task_name": "eegmat", "model": "labram_large",
+                                        "optim.epochs": 10})
+    assert large.optim.layer_decay == 0.8 and large.optim.warmup_epochs == pytest.approx(1.0)
+    objective = SupervisedObjective(torch.nn.Linear(3, 1), "binary", 2)
+    logits = torch.tensor([[0.0], [2.0]])
+    probabilities = objective.predictions(logits)
+    assert probabilities.shape == (2, 2)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
+
+
+def test_finetune_command_on_real_eegmat_writes_results_with_split_metrics_and_report(
+        mirror_dir, tmp_path):
+    subset = tmp_path / "eegmat"
+    subset.mkdir()
+    for number in range(6):
+        for part in (1, 2):
+            name = f"Subject{number:02d}_{part}.edf"
+            shutil.copyfile(mirror_dir / "eegmat" / name, subset / name)  # the registry refuses symlinks
+    out = tmp_path / "run"
+    code = main(["finetune", "--task", "eegmat", "--init", "scratch", "--model", "labram_small",
+                 "--out", str(out), "--corpus", str(tmp_path / "corpora"), "--dataset-dir",
+                 str(subset), "--epochs", "1", "--max-folds", "1", "--bootstrap", "20", "--quiet",
+                 "data.batch_size=32"])
+    assert code == 0
+    summary = json.loads((out / "results.json").read_text())
+    fold = summary["folds"][0]
+    assert set(fold["groups"]) == {"train", "val", "test"}
+    assert not set(fold["groups"]["test"]) & set(fold["groups"]["train"])
+    assert summary["config"]["task_name"] == "eegmat" and summary["mode"] == "full"
+    assert 0.0 <= summary["over_seeds"]["auroc"]["mean"] <= 1.0
+    assert summary["selection"]["0"]["fold0"]["selected"] in ("best", "last")
+    result = EvaluationResult.load(out / "seed0" / "result.json")
+    assert set(result.predictions.subject) == set(fold["groups"]["test"])
+    assert len(result.predictions.y_true) > 0
+    report = (out / "report" / "report.md").read_text()
+    assert "labram_small scratch full seed 0" in report and "bandpower_logreg" in report
+    assert main(["finetune", "--task", "eegmat", "--init", "scratch", "--model", "labram_small",
+                 "--out", str(out)]) == 2  # refuses to overwrite a finished run
