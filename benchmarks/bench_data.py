@@ -186,8 +186,9 @@ def run(quick: bool = False) -> list[dict]:
                 "reference_value": mne_rate,
                 "target": target,
                 "note": (
-                    f"{note}; imports warmed first; neurofm includes checksums, quality checks, "
-                    "atomic fsynced writes; workers started with the platform's start method"
+                    f"{note}; imports warmed first; neurofm filters the 19 EEG channels it keeps "
+                    "(MNE all 21) and adds checksums, quality checks and atomic fsynced writes; "
+                    "workers use the platform's start method"
                 ),
             })
 

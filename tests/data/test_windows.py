@@ -109,6 +109,14 @@ def test_events_get_one_window_at_their_onset_plus_offset(tmp_path: Path) -> Non
     assert dataset.classes == ["non", "target"] and dataset.window_label.tolist() == [0]
 
 
+def test_annotations_outside_the_recording_give_no_window(tmp_path: Path) -> None:
+    outside = [Annotation(20.0, 5.0, "W"), Annotation(-5.0, 2.0, "W"), Annotation(8.0, 6.0, "W")]
+    write(tmp_path, "psg", ramp(1, 100, annotations=outside))
+    dataset = WindowDataset(tmp_path, window_seconds=1.0, label_mode="annotations")
+    # only the part of the last span inside the recording, [8 s, 10 s), is tiled
+    assert dataset.window_start.tolist() == [80, 90]
+
+
 def test_recording_ids_restrict_the_windows(corpus: Corpus) -> None:
     dataset = WindowDataset(corpus, window_seconds=2.0, recording_ids=["b"])
     assert dataset.recording_ids == ("b",) and len(dataset) == 2
