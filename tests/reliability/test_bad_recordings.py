@@ -164,6 +164,39 @@ def test_bdf_whose_data_records_were_overwritten_is_refused_at_preprocessing(
     assert "is flat" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("relative", "kwargs"),
+    [
+        ("formats/gdf/test_1ch.gdf", {}),
+        ("formats/fif/bv_dig_raw.fif", {}),
+        ("formats/nihon_kohden/MB0400FU.EEG", {}),
+        ("formats/cnt/scan41_short.cnt", {"data_format": "int16"}),
+    ],
+)
+def test_other_formats_truncated_in_their_data_are_refused(
+    mirror_dir: Path, tmp_path: Path, relative: str, kwargs: dict
+) -> None:
+    source = mirror_dir / relative
+    for companion in source.parent.glob(source.stem + ".*"):  # Nihon Kohden needs its .PNT/.21E
+        shutil.copyfile(companion, tmp_path / companion.name)
+    path = tmp_path / source.name
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 4)  # inside the samples of every one of these
+
+    assert_refused(path, "download or export it again", **kwargs)
+
+
+def test_eeglab_data_file_truncated_is_refused(mirror_dir: Path, tmp_path: Path) -> None:
+    for suffix in (".set", ".fdt"):
+        shutil.copyfile(mirror_dir / "formats" / "eeglab" / f"test_raw_chanloc{suffix}",
+                        tmp_path / f"test_raw_chanloc{suffix}")
+    data = tmp_path / "test_raw_chanloc.fdt"
+    with data.open("r+b") as handle:
+        handle.truncate(data.stat().st_size // 2)
+
+    assert_refused(tmp_path / "test_raw_chanloc.set", "Incorrect number of samples")
+
+
 @pytest.mark.parametrize("name", ["noise.fif", "noise.set", "noise.vhdr", "noise.edf", "noise.gdf"])
 def test_random_bytes_under_a_known_extension_are_refused(tmp_path: Path, name: str) -> None:
     path = tmp_path / name

@@ -199,6 +199,30 @@ def _check_edf_header(path: Path, extension: str) -> None:
         )
 
 
+# Neuroscan CNT: the header stores where the event table (after the samples) starts.
+_CNT_EVENT_TABLE_OFFSET = 886
+
+
+def _check_cnt_size(path: Path) -> None:
+    """Refuse a CNT file cut off before its event table (MNE would read past its end)."""
+    with path.open("rb") as handle:
+        handle.seek(_CNT_EVENT_TABLE_OFFSET)
+        field = handle.read(4)
+    size = path.stat().st_size
+    if len(field) < 4:
+        raise RecordingError(
+            f"{path}: truncated Neuroscan CNT header ({size} bytes); the file was cut off "
+            "during copying: download or export it again"
+        )
+    event_table = int(np.frombuffer(field, dtype="<i4")[0])
+    if event_table > size:
+        raise RecordingError(
+            f"{path}: truncated Neuroscan CNT file: its header places the event table at byte "
+            f"{event_table} but the file has {size} bytes; it was cut off during copying or "
+            "recording: download or export it again"
+        )
+
+
 def _mne_reader(path: Path) -> tuple[str, Callable[..., mne.io.BaseRaw], dict[str, Any]]:
     extension = _extension(path)
     if extension not in _MNE_READERS:
@@ -239,6 +263,8 @@ def read_raw(path: str | Path, **kwargs: Any) -> mne.io.BaseRaw:
     extension = _extension(path)
     if extension in _EDF_SAMPLE_BYTES:
         _check_edf_header(path, extension)
+    elif extension == ".cnt":
+        _check_cnt_size(path)
     options.update(kwargs)
     try:
         raw = reader(path, preload=True, verbose="warning", **options)
