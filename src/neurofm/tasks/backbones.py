@@ -156,7 +156,8 @@ def load_backbone(init: str) -> tuple[nn.Module, dict[str, Any]]:
     (without a task head, in eval mode) and ``{"init", "source", "model"}`` for results.
     """
     if init == "scratch":
-        raise ConfigError("init 'scratch' has no weights to load; build the model with build_backbone")
+        raise ConfigError("'scratch' names no weights to load; pass a checkpoint (a neurofm folder, a "
+                          "training checkpoint .pt, or official:PATH)")
     official = init.startswith("official:")
     path = Path(init[len("official:"):] if official else init).expanduser()
     if not path.exists():
