@@ -257,10 +257,14 @@ def _h_freq_for_rate(recording: Recording, config: PreprocessConfig) -> float | 
     )
 
 
-def _nearest_labels(labels: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
-    """Per-sample labels resampled by taking the nearest input sample of each output sample."""
-    nearest = np.minimum(np.round(np.arange(n_out) * (n_in / n_out)).astype(np.int64), n_in - 1)
-    return labels[nearest]
+def _nearest_labels(labels: np.ndarray, rate_ratio: float, n_out: int) -> np.ndarray:
+    """Per-sample labels at a new rate: each output sample takes the nearest input sample's label.
+
+    ``rate_ratio`` is input rate / output rate, so output sample i sits at input sample
+    ``i * rate_ratio``.
+    """
+    nearest = np.round(np.arange(n_out) * rate_ratio).astype(np.int64)
+    return labels[np.minimum(nearest, len(labels) - 1)]
 
 
 def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
@@ -302,7 +306,8 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
     warnings_out.extend(
         f"{source}: {p.message}" for p in report.problems if p.severity != "fatal"
     )
-    keep = [i for i in range(selected.n_channels) if i not in set(report.dropped_positions)]
+    dropped = set(report.dropped_positions)
+    keep = [i for i in range(selected.n_channels) if i not in dropped]
     names = [output_names[i] for i in keep]
     types = [selected.ch_types[i] for i in keep]
 
@@ -342,7 +347,7 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
 
     labels = recording.labels
     if labels is not None and data.shape[1] != recording.n_samples:
-        labels = _nearest_labels(labels, recording.n_samples, data.shape[1])
+        labels = _nearest_labels(labels, recording.sfreq / config.sfreq, data.shape[1])
 
     meta["warnings"] = warnings_out
     meta["preprocessing"] = {
