@@ -268,8 +268,8 @@ def read_raw(path: str | Path, **kwargs: Any) -> mne.io.BaseRaw:
     options.update(kwargs)
     try:
         raw = reader(path, preload=True, verbose="warning", **options)
-    except RecordingError:
-        raise
+    except MemoryError:
+        raise  # a recording too large for this machine is not a damaged file
     except Exception as error:  # MNE raises many types for damaged files; all mean "unreadable"
         raise _explain_mne_failure(path, reader_name, error) from error
     if raw.n_times == 0 or len(raw.ch_names) == 0:
