@@ -17,9 +17,14 @@ from edfio import Edf, EdfSignal
 from neurofm.cli import main
 from neurofm.data.corpus import Corpus
 from neurofm.data.splits import Split
-from neurofm.errors import DatasetError
+from neurofm.errors import ConfigError, DatasetError
 from neurofm.tasks.baselines import BaselinePredictor, get_baseline
-from neurofm.tasks.data import load_task_windows, prepare_task_corpus, task_folds
+from neurofm.tasks.data import (
+    load_task_windows,
+    prepare_task_corpus,
+    task_channel_rows,
+    task_folds,
+)
 from neurofm.tasks.definitions import Task, get_task, list_tasks
 from neurofm.tasks.evaluate import EvaluationResult, evaluate_system
 from neurofm.tasks.reports import write_report
@@ -68,6 +73,17 @@ def test_the_five_tasks_are_defined_with_their_selection_metric():
     assert get_task("myo_gestures").n_classes == 8
     assert get_task("bi2012_p300").class_names == ("nontarget", "target")
     assert get_task("graz_mi").window.event_offset_seconds == 0.5
+
+
+def test_task_channel_selection_keeps_its_channels_or_one_derivation():
+    graz = get_task("graz_mi")
+    # BCI IV 2b has C3, Cz, C4 and EOG; 2a has 22 EEG channels: both give the same three rows.
+    assert task_channel_rows(graz, ["EOG1", "C3", "CZ", "C4"], "graz_mi/B0101T") == [1, 2, 3]
+    with pytest.raises(ConfigError, match=r"graz_mi/X.*lacks channel\(s\) \['CZ'\]"):
+        task_channel_rows(graz, ["C3", "C4"], "graz_mi/X")
+    sleep = get_task("dreams_sleep")
+    assert task_channel_rows(sleep, ["FP1", "O1", "C3"], "night") == [2]  # no CZ: next choice
+    assert len(task_channel_rows(get_task("eegmat"), ["FP1"] * 19, "eegmat/S")) == 19
 
 
 def test_a_task_without_local_data_says_so_and_how_to_get_it(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ class TaskWindows:
         onset: float ``[N]`` window start in seconds from the recording's start.
         sfreq: sampling rate in Hz.
         unit: the corpus unit (``"100uV"``, ``"zscore"``...).
-        channels: the C channel names (for single-derivation tasks, the first recording's).
+        channels: the C channel names as the corpus stores them (for single-derivation tasks,
+            the first recording's).
     """
 
     signal: np.ndarray
@@ -166,35 +168,47 @@ def task_folds(task: Task, corpus: Corpus | str | os.PathLike) -> list[Split]:
     return task.split.corpus_folds(corpus, task_window_dataset(task, corpus).recording_ids)
 
 
-def _channel_rows(task: Task, channels: tuple[str, ...], recording_id: str) -> list[int]:
-    candidates = task.window.channels
-    if candidates is None:
-        return list(range(len(channels)))
+def task_channel_rows(task: Task, channels: Sequence[str], recording_id: str) -> list[int]:
+    """Rows of a recording's ``channels`` that ``task`` uses (its channel list or derivation).
+
+    Raises :class:`ConfigError` naming the recording when it lacks a required channel.
+    """
     upper = [c.upper() for c in channels]
-    for name in candidates:
-        if name.upper() in upper:
-            return [upper.index(name.upper())]
-    raise ConfigError(
-        f"task {task.name!r}: recording {recording_id!r} has none of the channels "
-        f"{list(candidates)} (it has {list(channels)}); the task uses one EEG derivation"
-    )
+    spec = task.window
+    if spec.derivation is not None:
+        for name in spec.derivation:
+            if name.upper() in upper:
+                return [upper.index(name.upper())]
+        raise ConfigError(
+            f"task {task.name!r}: recording {recording_id!r} has none of the channels "
+            f"{list(spec.derivation)} (it has {list(channels)}); the task uses one EEG derivation"
+        )
+    if spec.channels is not None:
+        missing = [name for name in spec.channels if name.upper() not in upper]
+        if missing:
+            raise ConfigError(
+                f"task {task.name!r}: recording {recording_id!r} lacks channel(s) {missing} "
+                f"(it has {list(channels)}); the task uses {list(spec.channels)}"
+            )
+        return [upper.index(name.upper()) for name in spec.channels]
+    return list(range(len(channels)))
 
 
 def load_task_windows(task: Task, corpus: Corpus | str | os.PathLike) -> TaskWindows:
     """Read every labelled window of ``task`` from ``corpus`` into memory.
 
-    Multi-channel tasks need the same channels in the same order in every recording (a
-    classical feature vector has one slot per channel); otherwise :class:`ConfigError` names the
-    recording that differs.
+    Channels are chosen by :func:`task_channel_rows`. A task that keeps every channel needs the
+    same channels in the same order in every recording (a classical feature vector has one slot
+    per channel); otherwise :class:`ConfigError` names the recording that differs.
     """
     corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
     dataset = task_window_dataset(task, corpus)
     if len(dataset) == 0:
         raise DatasetError(f"task {task.name!r}: corpus {corpus.path} yields no labelled windows")
     entries = [corpus[rid] for rid in dataset.recording_ids]
-    rows = [_channel_rows(task, e.channels, e.id) for e in entries]
+    rows = [task_channel_rows(task, e.channels, e.id) for e in entries]
     channels = tuple(entries[0].channels[r] for r in rows[0])
-    if task.window.channels is None:
+    if task.window.channels is None and task.window.derivation is None:
         for entry in entries[1:]:
             if entry.channels != entries[0].channels:
                 raise ConfigError(

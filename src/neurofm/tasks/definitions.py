@@ -39,9 +39,10 @@ class WindowSpec:
             id ``0..K-1``; labels absent from the map are not windowed.
         event_offset_seconds: ``"annotations"`` only: one window per annotation, starting this
             many seconds after its onset, instead of tiling the annotated span.
-        channels: for single-derivation tasks, candidate channel names (as the corpus stores
-            them) in order of preference; the first one a recording has is used. ``None`` keeps
-            every channel.
+        channels: keep exactly these channels (as the corpus names them), in this order; every
+            recording must have them. ``None`` keeps every channel.
+        derivation: for single-derivation tasks, candidate channel names in order of
+            preference; the first one a recording has is its only channel.
     """
 
     seconds: float
@@ -50,12 +51,19 @@ class WindowSpec:
     label_map: Mapping[Hashable, int] = field(default_factory=dict)
     event_offset_seconds: float | None = None
     channels: tuple[str, ...] | None = None
+    derivation: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.channels is not None and self.derivation is not None:
+            raise ConfigError("a window spec takes channels or a derivation, not both")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (label map keys as strings)."""
         data = asdict(self)
         data["label_map"] = {str(key): value for key, value in self.label_map.items()}
-        data["channels"] = None if self.channels is None else list(self.channels)
+        for name in ("channels", "derivation"):
+            value = getattr(self, name)
+            data[name] = None if value is None else list(value)
         return data
 
 
@@ -243,7 +251,7 @@ TASKS: dict[str, Task] = {
                 # Per-sample labels index SLEEP_STAGES (-1 = unscored, never windowed).
                 label_mode="samples",
                 label_map={i: i for i in range(len(SLEEP_STAGES))},
-                channels=("CZ", "C3", "C4", "FPZ", "FP1", "O1"),
+                derivation=("CZ", "C3", "C4", "FPZ", "FP1", "O1"),
             ),
             class_names=SLEEP_STAGES,
             split=SplitSpec(unit="excerpt", n_folds=None, val_groups=2),
@@ -295,6 +303,8 @@ TASKS: dict[str, Task] = {
                 label_mode="annotations",
                 label_map={"left_hand": 0, "right_hand": 1},
                 event_offset_seconds=0.5,
+                # The sensorimotor channels that BCI IV 2a (22 EEG) and 2b (3 EEG) share.
+                channels=("C3", "CZ", "C4"),
             ),
             class_names=("left_hand", "right_hand"),
             split=SplitSpec(unit="subject", n_folds=None, val_groups=1),

@@ -254,7 +254,8 @@ def _config_rows(result: EvaluationResult) -> _Table:
                     f"{window['label_mode']}"
          + (f", onset + {window['event_offset_seconds']:g} s" if window.get(
              "event_offset_seconds") is not None else "")
-         + (f", channel: first of {window['channels']}" if window.get("channels") else "")],
+         + (f", channels {window['channels']}" if window.get("channels") else "")
+         + (f", channel: first of {window['derivation']}" if window.get("derivation") else "")],
         ["model selection metric", str(task["primary_metric"])],
     ]
     return _Table(["setting", "value"], rows)
