@@ -185,3 +185,22 @@ def test_real_myo_sessions_keep_per_sample_labels_for_sample_windows(
         start = dataset.window_start[index]
         labels = corpus.labels(dataset.recording_ids[position])[start : start + dataset.window_length]
         assert (labels == dataset.classes[dataset.window_label[index]]).all()
+
+
+def test_concurrent_shard_jobs_fill_one_corpus(mirror_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    files = [str(mirror_dir / "eegmat" / f"Subject0{i}_2.edf") for i in range(4)]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "neurofm", "prepare", *files, "--out", str(tmp_path),
+             "--shard", f"{i}/2", "--quiet"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(2)
+    ]
+    for job in jobs:
+        assert job.wait(timeout=120) == 0, job.stderr.read().decode()
+    assert Corpus(tmp_path).ids == [f"Subject0{i}_2" for i in range(4)]

@@ -169,3 +169,19 @@ def test_real_eegmat_windows_are_19_channels_by_10_seconds(mirror_dir: Path, tmp
     assert torch.isfinite(item["signal"]).all()
     # 100 uV units: typical EEG amplitude is a few tens of uV, i.e. well below 10 units
     assert item["signal"].abs().median() < 1.0
+
+
+def test_dataloader_workers_read_the_same_windows(corpus: Corpus) -> None:
+    from torch.utils.data import DataLoader
+
+    from neurofm.data.batching import collate_windows
+
+    dataset = WindowDataset(corpus, window_seconds=1.0)
+    batches = [
+        list(DataLoader(dataset, batch_size=4, collate_fn=collate_windows, num_workers=workers))
+        for workers in (0, 2)
+    ]
+    assert len(batches[0]) == len(batches[1]) > 1
+    for single, parallel in zip(*batches):
+        torch.testing.assert_close(single["signal"], parallel["signal"])
+        assert single["recording_id"] == parallel["recording_id"]
