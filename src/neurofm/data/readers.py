@@ -44,6 +44,9 @@ _MNE_READERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".lay": ("read_raw_persyst", {}),
 }
 
+# Channels converted per step from MNE's float64 buffer to the float32 signal.
+_CHANNELS_PER_COPY = 8
+
 #: File extensions :func:`read_recording` accepts.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_MNE_READERS)
 
@@ -304,11 +307,13 @@ def recording_from_raw(
 ) -> Recording:
     """Convert a preloaded MNE ``Raw`` into a :class:`Recording`: float32 ``[C, T]`` in µV."""
     warnings_out = list(warnings_out or [])
-    data = raw.get_data()
     is_volts = np.array([ch["unit"] == mne.io.constants.FIFF.FIFF_UNIT_V for ch in raw.info["chs"]])
-    # Volts -> microvolts in place on the float64 copy, then one cast to float32.
-    data[is_volts] *= 1e6
-    signal = data.astype(np.float32)
+    scale = np.where(is_volts, 1e6, 1.0)
+    signal = np.empty((len(raw.ch_names), raw.n_times), dtype=np.float32)
+    # A few channels at a time: the float64 copy get_data makes stays small on whole nights.
+    for start in range(0, len(raw.ch_names), _CHANNELS_PER_COPY):
+        stop = min(start + _CHANNELS_PER_COPY, len(raw.ch_names))
+        signal[start:stop] = raw.get_data(picks=np.arange(start, stop)) * scale[start:stop, None]
 
     mne_types = raw.get_channel_types()
     ch_types = [infer_channel_type(name, t) for name, t in zip(raw.ch_names, mne_types)]
