@@ -192,10 +192,13 @@ def test_concurrent_shard_jobs_fill_one_corpus(mirror_dir: Path, tmp_path: Path)
     import sys
 
     files = [str(mirror_dir / "eegmat" / f"Subject0{i}_2.edf") for i in range(4)]
+    job_script = (
+        "import sys; from neurofm.data.prepare import prepare_corpus; "
+        "prepare_corpus(sys.argv[3:], sys.argv[1], shard=(int(sys.argv[2]), 2), progress=False)"
+    )
     jobs = [
         subprocess.Popen(
-            [sys.executable, "-m", "neurofm", "prepare", *files, "--out", str(tmp_path),
-             "--shard", f"{i}/2", "--quiet"],
+            [sys.executable, "-c", job_script, str(tmp_path), str(i), *files],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
