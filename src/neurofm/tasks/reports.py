@@ -122,6 +122,11 @@ def plot_confusion_matrix(result: EvaluationResult, path: Path) -> Path:
     return _save_figure(figure, path)
 
 
+def _chance_level(metric: str, n_classes: int) -> float | None:
+    """What a classifier that ignores its input scores, where that does not depend on the data."""
+    return {"auroc": 0.5, "balanced_accuracy": 1.0 / n_classes, "cohen_kappa": 0.0}.get(metric)
+
+
 def plot_per_subject(results: Sequence[EvaluationResult], metric: str, path: Path) -> Path:
     """Grouped bars of ``metric`` per test subject, one bar per system, as a PNG."""
     subjects = sorted({s for r in results for s in r.subject_metrics})
@@ -138,6 +143,9 @@ def plot_per_subject(results: Sequence[EvaluationResult], metric: str, path: Pat
     low = min(0.0, float(np.nanmin([r.subject_metrics[s].get(metric, np.nan) for r in results
                                      for s in r.subject_metrics] + [0.0])))
     axes.set_ylim(low, 1.0)
+    chance = _chance_level(metric, len(results[0].class_names))
+    if chance is not None:
+        axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     axes.legend(fontsize=8, loc="lower right")
     axes.set_title(f"{_METRIC_LABELS.get(metric, metric)} per test {results[0].task['split']['unit']}")
     axes.grid(axis="y", alpha=0.3)
