@@ -207,3 +207,15 @@ def test_concurrent_shard_jobs_fill_one_corpus(mirror_dir: Path, tmp_path: Path)
     for job in jobs:
         assert job.wait(timeout=120) == 0, job.stderr.read().decode()
     assert Corpus(tmp_path).ids == [f"Subject0{i}_2" for i in range(4)]
+
+
+def test_running_out_of_memory_on_one_recording_is_reported_not_fatal(tmp_path: Path) -> None:
+    sources = npy_sources(tmp_path, 2)
+    starved = RecordingSource("starved", sources[0].paths, exhausting_reader)
+    report = prepare_corpus([starved, sources[1]], tmp_path / "out", progress=False)
+    assert [o.status for o in report.outcomes] == ["failed", "prepared"]
+    assert "not enough memory" in report.failed[0].message
+
+
+def exhausting_reader(path: Path) -> Recording:
+    raise MemoryError

@@ -228,6 +228,12 @@ def _prepare_one(source: RecordingSource, root: str, config: PreprocessConfig) -
         recording = preprocess(source.load(), config)
     except NeurofmError as error:
         return SourceOutcome(source.id, FAILED, str(error), paths=paths)
+    except MemoryError:
+        message = (
+            f"{', '.join(paths)}: not enough memory to read and preprocess it; run `neurofm "
+            "prepare` again with fewer --workers or on a machine with more memory"
+        )
+        return SourceOutcome(source.id, FAILED, message, paths=paths)
     except Exception as error:  # noqa: BLE001 - a reader choking on a damaged file is bad input
         message = f"{', '.join(paths)}: unreadable ({type(error).__name__}: {error})"
         return SourceOutcome(source.id, FAILED, message, paths=paths)
