@@ -14,6 +14,7 @@ from neurofm.models.neurobert import (
     NeuroBertConfig,
     neurobert_base,
     neurobert_small,
+    sincos_time_embedding,
     zscore_per_channel,
 )
 
@@ -58,6 +59,17 @@ def test_output_does_not_depend_on_the_amplitude_unit() -> None:
     model = neurobert_small().eval()
     signal = torch.randn(2, 3, 400)
     torch.testing.assert_close(model(signal), model(100.0 * signal + 3.0), atol=1e-4, rtol=1e-4)
+
+
+def test_time_positions_are_fixed_sinusoids_for_any_window_length() -> None:
+    table = sincos_time_embedding(6, 8)
+    positions = torch.arange(6, dtype=torch.float32)
+    torch.testing.assert_close(table[:, 0], torch.sin(positions))
+    torch.testing.assert_close(table[:, 1], torch.cos(positions))
+    torch.testing.assert_close(table[:, 6], torch.sin(positions / 10000 ** (6 / 8)))
+    model = neurobert_small(n_times=400).eval()
+    assert "time_table" not in model.state_dict()
+    assert model.forward_encoder(model.patchify(torch.randn(1, 2, 1000))).shape == (1, 10, 32)
 
 
 def test_flat_channel_zscores_to_zeros_not_nan() -> None:

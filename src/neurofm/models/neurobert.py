@@ -156,6 +156,12 @@ class NeuroBert(nn.Module):
         self.channel_embed = (
             nn.Embedding(config.max_channels, dim) if config.uses_channel_embedding else None
         )
+        # Not persistent: fixed values, rebuilt from the config, never part of a checkpoint.
+        self.register_buffer(
+            "time_table",
+            sincos_time_embedding(config.n_times // config.patch_len, dim),
+            persistent=False,
+        )
         self.pos_drop = nn.Dropout(config.drop)
         drop_path = torch.linspace(0, config.drop_path, config.depth).tolist()
         self.blocks = nn.ModuleList(
@@ -261,7 +267,10 @@ class NeuroBert(nn.Module):
         tokens = self.embed(patches)
         if token_mask is not None:
             tokens = torch.where(token_mask[..., None], self.mask_token.to(tokens.dtype), tokens)
-        time = sincos_time_embedding(n_patches, self.config.embed_dim).to(tokens)
+        if n_patches <= self.time_table.shape[0]:
+            time = self.time_table[:n_patches].to(tokens.dtype)
+        else:
+            time = sincos_time_embedding(n_patches, self.config.embed_dim).to(tokens)
         if self.config.patch_mode == "channel":
             # Channel-major tokens: token j = c*A + a, so the time table tiles over channels.
             tokens = tokens + time.repeat(n_chans, 1)
