@@ -13,6 +13,7 @@ from toy_training import ToyObjective, ToyWindows, toy_config
 
 from neurofm.engine import distributed
 from neurofm.engine.checkpointing import load_checkpoint
+from neurofm.engine.metrics_log import read_metrics
 from neurofm.engine.trainer import Trainer
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
@@ -32,7 +33,7 @@ def _single_process(run_dir: Path, batch_size: int = 8) -> dict[str, torch.Tenso
     config = toy_config(data={"batch_size": batch_size}, run={"max_steps": 6})
     torch.manual_seed(0)
     trainer = Trainer(ToyObjective(dropout=0.0), config, run_dir, ToyWindows(64),
-                      ToyWindows(16, seed=1), ctx=distributed.DistributedContext())
+                      ToyWindows(4, seed=1), ctx=distributed.DistributedContext())
     trainer.fit()
     return trainer.module.state_dict()
 
@@ -57,6 +58,11 @@ def test_ddp_two_processes_match_each_other_and_one_process_with_same_global_bat
     checkpoint = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "step-00000006.pt")
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
     assert (tmp_path / "ddp" / "metrics.csv").read_text().count("\n6,") >= 1
+    # Validation over all windows, although only rank 0 had a validation batch.
+    val_ddp = read_metrics(tmp_path / "ddp" / "metrics.csv", split="val", name="loss")
+    val_single = read_metrics(tmp_path / "single" / "metrics.csv", split="val", name="loss")
+    assert [step for step, *_ in val_ddp] == [step for step, *_ in val_single]
+    assert [v for *_, v in val_ddp] == pytest.approx([v for *_, v in val_single], rel=1e-5)
 
 
 def test_fsdp_two_processes_match_one_process(tmp_path):

@@ -172,9 +172,9 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
             train_batches=sampler_batches(ShapeGroupedBatchSampler(
                 data.train.channel_set_ids(), global_batch, seed=config.run.seed, drop_last=True,
                 num_replicas=1, rank=0)),
-            val_batches=(sampler_batches(ShapeGroupedBatchSampler(
-                data.val.channel_set_ids(), global_batch, shuffle=False, num_replicas=1, rank=0))
-                if data.val is not None else None),
+            val_batches=(list(ShapeGroupedBatchSampler(
+                data.val.channel_set_ids(), config.data.batch_size, shuffle=False,
+                num_replicas=1, rank=0)) if data.val is not None else None),
             ctx=ctx,
         )
         result = trainer.fit(resume=resume)

@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -79,10 +79,11 @@ class Trainer:
         train_data, val_data: map-style datasets of samples that ``collate_fn`` batches into the
             batch dictionary.
         collate_fn: list of samples -> batch dict (default: torch's ``default_collate``).
-        train_batches, val_batches: epoch -> global batches functions (default: a seeded
-            shuffle of the whole dataset; for validation, epoch 0 of ``val_batches`` or
-            sequential batches). Pass :func:`~neurofm.engine.data_order.sampler_batches` of a
+        train_batches: epoch -> global batches function (default: a seeded shuffle of the
+            whole dataset); pass :func:`~neurofm.engine.data_order.sampler_batches` of a
             shape-grouped sampler when windows differ in shape.
+        val_batches: every validation batch (lists of indices; default: sequential batches of
+            ``data.batch_size``), shared round-robin between ranks; all windows count.
         evaluate: validation hook (default: the objective's mean loss and metrics).
         layer_id, num_layers: layer-wise lr decay hook (used when ``optim.layer_decay`` is set).
         ctx: distributed context (default: :func:`~neurofm.engine.distributed.init_distributed`).
@@ -97,7 +98,7 @@ class Trainer:
         val_data: Dataset | None = None,
         collate_fn: Callable[[list[Any]], dict[str, Any]] = default_collate,
         train_batches: GlobalBatches | None = None,
-        val_batches: GlobalBatches | None = None,
+        val_batches: Sequence[list[int]] | None = None,
         evaluate: Evaluator | None = None,
         layer_id: Callable[[str], int] | None = None,
         num_layers: int | None = None,
@@ -233,7 +234,7 @@ class Trainer:
             return {}
         batch_size = self.config.data.batch_size
         if self.val_batches is not None:
-            batches = self.val_batches(0, batch_size)
+            batches = list(self.val_batches)
         else:
             indices = list(range(len(self.val_data)))
             batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
@@ -439,13 +440,17 @@ def mean_validation_metrics(objective: nn.Module, batches: Iterable[dict[str, An
         for name, value in values.items():
             value = torch.as_tensor(value, dtype=torch.float64).detach().to(device)
             sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64, device=device)) + value * n
-    names = sorted(sums)
-    packed = torch.stack([count] + [sums[name] for name in names])
-    dist_utils.all_reduce_sum(packed, ctx)
-    total = float(packed[0])
+    # Gathered as objects: a rank may have had no validation batch, hence no metric names.
+    shares = dist_utils.all_gather_objects(
+        (float(count), {name: float(value) for name, value in sums.items()}), ctx)
+    total = sum(share_count for share_count, _ in shares)
     if total == 0:
         return {}
-    return {name: float(packed[i + 1]) / total for i, name in enumerate(names)}
+    combined: dict[str, float] = {}
+    for _, share in shares:
+        for name, value in share.items():
+            combined[name] = combined.get(name, 0.0) + value
+    return {name: value / total for name, value in sorted(combined.items())}
 
 
 class _LogWindow:
