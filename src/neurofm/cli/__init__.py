@@ -16,7 +16,7 @@ from neurofm import __version__
 from neurofm.errors import NeurofmError
 
 # Command modules, in the order `neurofm --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("datasets", "prepare", "info", "tokenizer", "pretrain", "evaluate", "report", "finetune", "embed")
+COMMAND_MODULES: tuple[str, ...] = ("datasets", "prepare", "info", "tokenizer", "pretrain", "evaluate", "report", "finetune", "embed", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
