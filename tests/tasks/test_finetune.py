@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from neurofm.cli import main
+from neurofm.engine.checkpointing import save_checkpoint
 from neurofm.engine.optim import param_groups
 from neurofm.engine.trainer import Trainer
 from neurofm.errors import ConfigError
@@ -133,6 +134,27 @@ def test_official_checkpoint_initialises_the_backbone_with_exactly_its_weights(g
     assert tuned["head.weight"].shape == (1, 200)  # one logit for a binary task
     assert not torch.equal(scratch.backbone.state_dict()["blocks.0.attn.qkv.weight"],
                            reference["blocks.0.attn.qkv.weight"])
+
+
+@pytest.mark.parametrize("registered, encoder_prefix", [
+    ("neurobert_small", "model."),          # neurofm pretrain --objective fip
+    ("labram_small_mem", "model."),         # neurofm pretrain --objective mem (student.*)
+])
+def test_a_pretraining_checkpoint_initialises_the_backbone_with_its_encoder(
+        tmp_path, registered, encoder_prefix):
+    encoder = create_model(registered)
+    save_checkpoint({"model": {f"{encoder_prefix}{k}": v for k, v in encoder.state_dict().items()},
+                     "config": {"model": registered, "model_overrides": {}}}, tmp_path / "best.pt")
+    model = registered.removesuffix("_mem")
+    config = _config(model=model, init=str(tmp_path / "best.pt"))
+    network, info = build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
+    assert info["source"] == "engine"
+    mem = hasattr(encoder, "student")  # its final norm is dropped, as the official script does
+    source = encoder.student.state_dict() if mem else encoder.state_dict()
+    tuned = network.backbone.state_dict()
+    new_parts = ("head.", "fc_norm.", "norm.") if mem else ("head.",)
+    shared = [k for k in source if not k.startswith(new_parts)]
+    assert shared and all(torch.equal(tuned[k], source[k]) for k in shared)
 
 
 def test_inconsistent_options_are_refused_with_the_option_named(tmp_path):

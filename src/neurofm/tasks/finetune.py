@@ -300,6 +300,15 @@ def build_task_network(config: FinetuneJobConfig, task: Task, sfreq: float, n_ti
     return TaskNetwork(wrapped, frozen_backbone=config.mode == "linear"), info
 
 
+def absolute_init(init: str) -> str:
+    """``init`` with its path made absolute (``"scratch"`` unchanged), so that a record of it
+    stays valid from any working directory."""
+    if init == "scratch":
+        return init
+    prefix = "official:" if init.startswith("official:") else ""
+    return prefix + str(Path(init[len(prefix):]).expanduser().resolve())
+
+
 def save_lora_adapters(network: TaskNetwork, directory: str | Path, description: Mapping[str, Any]
                        ) -> Path:
     """Write the LoRA adapters and the head (peft's ``adapter_model.safetensors`` and
@@ -443,7 +452,7 @@ class FineTunePredictor:
         if self.ctx.is_main:
             if config.mode == "lora":
                 save_lora_adapters(network, run_dir / ADAPTER_DIR, {
-                    "init": config.init, "model": config.model,
+                    "init": absolute_init(config.init), "model": config.model,
                     "model_overrides": dict(config.model_overrides),
                     "n_outputs": objective.n_outputs, "task": self.task.name,
                     "class_names": list(self.task.class_names), "fold": fold.name,
