@@ -163,3 +163,12 @@ def test_mem_objective_reproduces_official_loss(golden_dir: Path, manifest: dict
     with torch.no_grad():
         out = objective(batch)
     _close(out.loss.reshape(1), arrays["loss"], manifest["tolerance"]["loss_abs"])
+
+
+def test_labram_from_pretrained_builds_a_finetuning_backbone(golden_dir: Path, manifest: dict) -> None:
+    from neurofm.models.labram import Labram
+
+    path = golden_dir / manifest["weights"]["labram-base.pth"]["path"]
+    model = Labram.from_pretrained(path, n_outputs=2, ch_names=["FP1", "CZ"])
+    assert model.head.out_features == 2 and model.ch_names == ["FP1", "CZ"]
+    assert model(torch.randn(1, 2, 400)).shape == (1, 2)

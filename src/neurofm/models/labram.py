@@ -368,6 +368,30 @@ class Labram(NeuralTransformer):
         self.ch_names = list(ch_names) if ch_names is not None else None
         self.return_features = return_features
 
+    @classmethod
+    def from_pretrained(cls, source: str | Any, n_outputs: int | None = None,
+                        ch_names: Sequence[str] | None = None) -> "Labram":
+        """A backbone from an official ``.pth`` (``labram-base.pth`` or a fine-tuned file) or a
+        neurofm checkpoint folder; ``n_outputs`` replaces a head of another size,
+        ``ch_names`` sets the default channel names. Loading is strict (see
+        :mod:`neurofm.models.checkpoints`)."""
+        from pathlib import Path
+
+        from neurofm.errors import CheckpointError
+        from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained
+
+        path = Path(source)
+        model = load_pretrained(path) if path.is_dir() else load_labram_checkpoint(
+            path, target="backbone", n_outputs=n_outputs)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a LaBraM backbone")
+        if n_outputs is not None and n_outputs != model.n_outputs:
+            model.reset_head(n_outputs)
+        if ch_names is not None:
+            vocabulary_indices(ch_names)
+            model.ch_names, model.n_chans = list(ch_names), len(ch_names)
+        return model
+
     def reset_head(self, n_outputs: int) -> None:
         """Replace the head by a freshly initialised ``Linear(D, n_outputs)`` (0 removes it)."""
         self.n_outputs = n_outputs

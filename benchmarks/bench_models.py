@@ -1,0 +1,339 @@
+"""Model benchmarks: LaBraM-Base masked-EEG training step, VQ-NSP tokenizer step, inference.
+
+Workload (issue 11): batch 8 of 19 channels × 10 s for the training steps, batch 32 for inference,
+AdamW, synthetic EEG-like input in 100 µV. The machine's fp32 and bf16 matmul rates are measured
+in the same run (``reference.py``); throughput is reported per fp32 GFLOP/s so that it compares with
+the official code's figures measured on another machine of the same kind (issue 11:
+0.0267 masked-modelling samples/s, 0.0586 tokenizer samples/s and 0.000721 hours of EEG/s per
+fp32 GFLOP/s).
+
+Masked-modelling step, each lever alone and all together, against the plain fp32 step (tokenizer
+computing targets, two separate symmetric passes, SDPA forced to its unfused math kernel,
+for-loop AdamW):
+``bf16`` autocast (only where the bf16 matmul rate beats fp32: on a CPU without bf16 units it is
+many times slower, and the row says so), ``cached targets``, ``batched symmetric``, ``SDPA``
+(fused kernel), ``fused AdamW``, optionally ``torch.compile`` (``--compile``; minutes to compile
+on a 2-core CPU). Model FLOPs are counted with ``torch.utils.flop_counter`` (network forward and
+backward of both passes; the tokenizer's forward separately); MFU is network FLOP/s over each
+measured matmul rate. Peak memory is the rise of the process RSS (CPU) or peak allocated (CUDA)
+during the measured steps. The fp32-vs-bf16 agreement runs a few optimiser steps from the same
+initialisation on the same batches and reports the largest relative loss difference (documented
+tolerance 2%).
+
+``--quick`` (a smoke check, about two minutes on an idle 2-core CPU): batch 2 of 4-s windows for the
+training steps, batch 8 for inference, only the plain and all-levers configurations, one timed step;
+its per-GFLOP/s figures are not the issue-11 workload.
+
+Run: ``python benchmarks/bench_models.py [--quick] [--compile]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference  # noqa: E402
+
+from neurofm.channels import vocabulary_indices  # noqa: E402
+from neurofm.models.registry import create_model  # noqa: E402
+from neurofm.objectives.mem import MaskedEEGModelling  # noqa: E402
+from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint  # noqa: E402
+from neurofm.objectives.vq import VQNSPObjective  # noqa: E402
+
+TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T3", "C3", "CZ", "C4", "T4", "T5", "P3",
+              "PZ", "P4", "T6", "O1", "O2"]
+# Official figures per fp32 GFLOP/s of their machine (issue 11) and the targets built on them.
+OFFICIAL_MEM_PER_GFLOPS = 0.0267
+OFFICIAL_TOKENIZER_PER_GFLOPS = 12.6 / 215
+OFFICIAL_INFERENCE_PER_GFLOPS = 0.155 / 215
+BF16_LOSS_TOLERANCE = 0.02
+
+
+def _batch(batch_size: int, seconds: int, device: str) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    time_axis = torch.arange(200 * seconds) / 200.0
+    alpha = 0.2 * torch.sin(2 * torch.pi * 10 * time_axis)
+    signal = 0.1 * torch.randn(batch_size, len(TEN_TWENTY), 200 * seconds, generator=generator) + alpha
+    index = torch.tensor(vocabulary_indices(TEN_TWENTY)).expand(batch_size, -1)
+    return {"signal": signal.to(device), "channel_index": index.to(device),
+            "channel_mask": torch.ones(batch_size, len(TEN_TWENTY), dtype=torch.bool, device=device),
+            "index": torch.arange(batch_size, device=device)}
+
+
+class _PeakMemory:
+    """Peak memory rise during a block: CUDA peak allocated, or sampled process RSS on CPU."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self) -> "_PeakMemory":
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        self._base = self._rss()
+        self._peak = self._base
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
+            return
+        self._running = False
+        self._thread.join()
+        self.peak_bytes = self._peak - self._base
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while self._running:
+            self._peak = max(self._peak, self._rss())
+            time.sleep(0.005)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time_steps(step: Callable[[], object], steps: int, device: str) -> tuple[float, int]:
+    """Seconds per step (mean over ``steps`` after one untimed warm-up) and peak memory bytes."""
+    step()
+    _sync(device)
+    with _PeakMemory(device) as memory:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        elapsed = (time.perf_counter() - start) / steps
+    return elapsed, memory.peak_bytes
+
+
+def _count_flops(work: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        work()
+    return counter.get_total_flops()
+
+
+def _train_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                batch: dict[str, torch.Tensor]) -> Callable[[], float]:
+    def step() -> float:
+        loss = objective(batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+    return step
+
+
+def _row(benchmark: str, value: float, unit: str, reference_name: str = "",
+         reference_value: float | None = None, target: str = "", note: str = "") -> dict:
+    print(f"[bench_models] {benchmark}: {value:.4g} {unit}; {note}", file=sys.stderr, flush=True)
+    return {"benchmark": benchmark, "value": value, "unit": unit, "reference": reference_name,
+            "reference_value": reference_value, "target": target, "note": note}
+
+
+def _mem_objective(model, tokenizer, levers: set[str], cache_dir: Path | None) -> MaskedEEGModelling:
+    cache = None
+    if "cached targets" in levers:
+        cache = TokenTargetCache(tokenizer_fingerprint(tokenizer))
+    return MaskedEEGModelling(
+        model, tokenizer, batched_symmetric="batched symmetric" in levers, token_cache=cache,
+        autocast_dtype=torch.bfloat16 if "bf16" in levers else None,
+        generator=torch.Generator().manual_seed(1),
+    ).train()
+
+
+def bench_mem(quick: bool, device: str, rates: dict[str, float], use_compile: bool) -> list[dict]:
+    """The masked-modelling step, plain and with each lever (see the module docstring)."""
+    batch_size, steps = (2, 1) if quick else (8, 3)
+    batch = _batch(batch_size, 4 if quick else 10, device)
+    torch.manual_seed(0)
+    base_model = create_model("labram_base_mem").to(device)
+    tokenizer = create_model("vqnsp_base", kmeans_init=False).to(device).eval()
+    bf16_fast = rates["bf16"] > rates["fp32"]
+    levers = ["bf16", "cached targets", "batched symmetric", "SDPA", "fused AdamW"]
+    if use_compile:
+        levers.append("torch.compile")
+    usable = [lever for lever in levers if lever != "bf16" or bf16_fast]
+    configs: list[tuple[str, set[str]]] = [("plain fp32", set())]
+    if not quick:  # the quick path measures only the two ends
+        configs += [(lever, {lever}) for lever in levers]
+    configs.append(("all levers", set(usable)))
+
+    # Model FLOPs of one step: network forward + backward of both passes; tokenizer forward.
+    plain = _mem_objective(copy.deepcopy(base_model), tokenizer, set(), None)
+    network_flops = _count_flops(lambda: plain(dict(batch, token_targets=plain.targets(batch))).loss.backward())
+    tokenizer_flops = _count_flops(lambda: plain.targets(batch))
+    del plain
+
+    rows = []
+    plain_rate = None
+    for name, active in configs:
+        if "bf16" in active and not bf16_fast:
+            rows.append(_row(f"MEM step Base, lever: {name}", float("nan"), "samples/s",
+                             note=f"not run: bf16 matmul {rates['bf16']:.3g} GFLOP/s is slower than fp32 "
+                                  f"{rates['fp32']:.3g} GFLOP/s on this CPU (no bf16 units)"))
+            continue
+        model = copy.deepcopy(base_model)
+        objective = _mem_objective(model, tokenizer, active, None)
+        fused = "fused AdamW" in active
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.98), weight_decay=0.05,
+                                      foreach=False if not fused else None, fused=True if fused else None)
+        forward = objective
+        if "torch.compile" in active:
+            forward = torch.compile(objective)
+        kernel = (contextlib.nullcontext() if "SDPA" in active or name == "all levers"
+                  else sdpa_kernel(SDPBackend.MATH))
+        with kernel:
+            seconds, peak = _time_steps(_train_step(forward, optimizer, batch), steps, device)
+        samples = batch_size / seconds
+        plain_rate = plain_rate or samples
+        computed_targets = "cached targets" not in active
+        flops = network_flops / seconds
+        per_gflops = samples / rates["fp32"]
+        note = (f"{seconds:.2f} s/step, {network_flops / 1e9:.1f} GFLOP network"
+                f"{f' + {tokenizer_flops / 1e9:.1f} GFLOP tokenizer' if computed_targets else ' (targets cached)'}"
+                f"; MFU {flops / 1e9 / rates['fp32']:.1%} of fp32, {flops / 1e9 / rates['bf16']:.1%} of bf16;"
+                f" peak memory +{peak / 2**20:.0f} MiB; {samples / plain_rate:.2f}x plain;"
+                f" {per_gflops:.4f} samples/s per fp32 GFLOP/s")
+        rows.append(_row(f"MEM step Base, batch {batch_size}, 19ch x {batch['signal'].shape[-1] // 200} s, lever: {name}", samples,
+                         "samples/s", "official code per fp32 GFLOP/s x this machine's fp32 rate",
+                         OFFICIAL_MEM_PER_GFLOPS * rates["fp32"],
+                         ">= 2x official per fp32 GFLOP/s (0.053)" if name == "all levers" else "", note))
+        del model, objective, optimizer
+    return rows
+
+
+def bench_bf16_agreement(quick: bool, device: str) -> list[dict]:
+    """Loss after a few AdamW steps in bf16 autocast against fp32, same init and batches."""
+    steps = 2 if quick else 6
+    batch = _batch(2, 2 if quick else 4, device)
+    torch.manual_seed(0)
+    model = create_model("labram_small_mem").to(device)
+    tokenizer = create_model("vqnsp_small", kmeans_init=False).to(device).eval()
+    histories = {}
+    for dtype in (None, torch.bfloat16):
+        trained = copy.deepcopy(model)
+        objective = MaskedEEGModelling(trained, tokenizer, autocast_dtype=dtype,
+                                       generator=torch.Generator().manual_seed(1)).train()
+        optimizer = torch.optim.AdamW(trained.parameters(), lr=5e-4)
+        step = _train_step(objective, optimizer, batch)
+        histories[dtype] = [step() for _ in range(steps)]
+    worst = max(abs(b - f) / abs(f) for f, b in zip(histories[None], histories[torch.bfloat16]))
+    return [_row(f"MEM bf16 vs fp32 loss agreement ({steps} AdamW steps, small model)", worst,
+                 "max relative loss difference", "documented tolerance", BF16_LOSS_TOLERANCE,
+                 f"<= {BF16_LOSS_TOLERANCE}",
+                 f"fp32 losses {[round(v, 4) for v in histories[None]]}, "
+                 f"bf16 {[round(v, 4) for v in histories[torch.bfloat16]]}")]
+
+
+def bench_tokenizer(quick: bool, device: str, rates: dict[str, float]) -> list[dict]:
+    """VQ-NSP training step: plain fp32, fused AdamW, bf16 autocast (where bf16 is fast)."""
+    batch_size, steps = (2, 1) if quick else (8, 3)
+    batch = _batch(batch_size, 4 if quick else 10, device)
+    torch.manual_seed(0)
+    base = create_model("vqnsp_base").to(device)
+    # k-means init happens on the first training forward: do it once, outside the timing.
+    base.train()
+    with torch.no_grad():
+        base(batch["signal"], batch["channel_index"])
+    flops = _count_flops(lambda: VQNSPObjective(copy.deepcopy(base)).train()(batch).loss.backward())
+    rows = []
+    plain_rate = None
+    for name in ("plain fp32",) if quick else ("plain fp32", "fused AdamW", "bf16 + fused AdamW"):
+        if "bf16" in name and rates["bf16"] <= rates["fp32"]:
+            rows.append(_row(f"tokenizer step, lever: {name}", float("nan"), "samples/s",
+                             note="not run: bf16 matmul slower than fp32 on this CPU"))
+            continue
+        tokenizer = copy.deepcopy(base)
+        objective = VQNSPObjective(tokenizer, autocast_dtype=torch.bfloat16 if "bf16" in name else None).train()
+        fused = "fused" in name
+        optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=5e-5, betas=(0.9, 0.99), weight_decay=1e-4,
+                                      foreach=False if not fused else None, fused=True if fused else None)
+        seconds, peak = _time_steps(_train_step(objective, optimizer, batch), steps, device)
+        samples = batch_size / seconds
+        plain_rate = plain_rate or samples
+        rows.append(_row(f"tokenizer step VQ-NSP Base, batch {batch_size}, 19ch x {batch['signal'].shape[-1] // 200} s, lever: {name}", samples, "samples/s",
+                         "official code per fp32 GFLOP/s x this machine's fp32 rate",
+                         OFFICIAL_TOKENIZER_PER_GFLOPS * rates["fp32"], ">= 1.5x official per fp32 GFLOP/s",
+                         f"{seconds:.2f} s/step, {flops / 1e9:.1f} GFLOP; MFU "
+                         f"{flops / seconds / 1e9 / rates['fp32']:.1%} of fp32; peak memory +{peak / 2**20:.0f} MiB;"
+                         f" {samples / plain_rate:.2f}x plain; {samples / rates['fp32']:.4f} samples/s per fp32 GFLOP/s"))
+    return rows
+
+
+def bench_inference(quick: bool, device: str, rates: dict[str, float]) -> list[dict]:
+    """Backbone embedding throughput in hours of EEG per second (batch 32 of 19 ch × 10 s)."""
+    batch_size, steps = (8, 1) if quick else (32, 3)
+    batch = _batch(batch_size, 10, device)
+    torch.manual_seed(0)
+    model = create_model("labram_base", ch_names=TEN_TWENTY).to(device).eval()
+    flops = _count_flops(lambda: model(batch["signal"]))
+    rows = []
+    for name in ("fp32",) if quick else ("fp32, SDPA math kernel", "fp32", "bf16"):
+        if name == "bf16" and rates["bf16"] <= rates["fp32"]:
+            rows.append(_row("inference Base, lever: bf16", float("nan"), "hours of EEG/s",
+                             note="not run: bf16 matmul slower than fp32 on this CPU"))
+            continue
+        def embed(name: str = name) -> torch.Tensor:
+            kernel = sdpa_kernel(SDPBackend.MATH) if "math" in name else contextlib.nullcontext()
+            autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=name == "bf16")
+            with torch.inference_mode(), kernel, autocast:
+                return model(batch["signal"])
+
+        seconds, peak = _time_steps(embed, steps, device)
+        hours = batch_size * 10 / 3600 / seconds
+        rows.append(_row(f"inference Base, batch {batch_size}, 19ch x 10 s, {name}", hours, "hours of EEG/s",
+                         "official code per fp32 GFLOP/s x this machine's fp32 rate",
+                         OFFICIAL_INFERENCE_PER_GFLOPS * rates["fp32"], ">= 3x official per fp32 GFLOP/s",
+                         f"{seconds:.2f} s/batch, MFU {flops / seconds / 1e9 / rates['fp32']:.1%} of fp32; "
+                         f"peak memory +{peak / 2**20:.0f} MiB; {hours / rates['fp32']:.6f} h/s per fp32 GFLOP/s"))
+    return rows
+
+
+def run(quick: bool = False, use_compile: bool = False) -> list[dict]:
+    """Every model benchmark row (matmul rates measured first, in the same process)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rates = {"fp32": reference.matmul_gflops(torch.float32, device=device),
+             "bf16": reference.matmul_gflops(torch.bfloat16, device=device)}
+    rows = [_row(f"models: {name} matmul rate used for MFU ({device})", rate, "GFLOP/s",
+                 note=reference.describe_machine()) for name, rate in rates.items()]
+    rows += bench_mem(quick, device, rates, use_compile)
+    rows += bench_bf16_agreement(quick, device)
+    rows += bench_tokenizer(quick, device, rates)
+    rows += bench_inference(quick, device, rates)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    args = parser.parse_args()
+    for row in run(quick=args.quick, use_compile=args.compile):
+        value = row["value"]
+        print(f"{row['benchmark']}: {value:.4g} {row['unit']} | ref {row['reference_value']} | {row['note']}")
+
+
+if __name__ == "__main__":
+    main()
