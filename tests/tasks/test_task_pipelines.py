@@ -129,7 +129,7 @@ def test_myo_gestures_baseline_is_cross_participant(mirror_dir, tmp_path):
                                          progress=False)
     assert len(report.failed) == 0
     windows = load_task_windows(task, corpus)
-    assert windows.signal.shape[1:] == (8, 200) and windows.unit == "zscore"
+    assert windows.signal.shape[1:] == (8, 200) and windows.unit == "device"
     result = _run_baseline(task, corpus, n_resamples=10)
     participants = {"12345", "45612", "21547", "78945", "54321",
                     "10000", "22222", "32185", "40052", "66666"}
