@@ -1,4 +1,4 @@
-"""Embeddings: per-window features of real eegmat recordings, in order, with their rows described."""
+"""Embeddings: per-window features of real eegmat recordings, in order, rows described."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fine-tuning: recipe groups, modes (full, linear, LoRA), initialisation sources, the CLI on eegmat."""
+"""Fine-tuning: recipe groups, modes (full, linear, LoRA), init sources, the CLI on eegmat."""
 
 from __future__ import annotations
 
@@ -184,18 +184,18 @@ def test_multiclass_tasks_get_label_smoothing_and_binary_tasks_one_logit():
 
 def test_finetune_command_on_real_eegmat_writes_results_with_split_metrics_and_report(
         mirror_dir, tmp_path):
+    # Six subjects, one per fold; copied, because the registry refuses symlinks.
     subset = tmp_path / "eegmat"
     subset.mkdir()
     for number in range(6):
         for part in (1, 2):
             name = f"Subject{number:02d}_{part}.edf"
-            shutil.copyfile(mirror_dir / "eegmat" / name, subset / name)  # the registry refuses symlinks
+            shutil.copyfile(mirror_dir / "eegmat" / name, subset / name)
+    common = ["finetune", "--task", "eegmat", "--init", "scratch", "--model", "labram_small",
+              "--corpus", str(tmp_path / "corpora"), "--dataset-dir", str(subset), "--epochs", "1",
+              "--max-folds", "1", "--bootstrap", "20", "--quiet", "data.batch_size=32"]
     out = tmp_path / "run"
-    code = main(["finetune", "--task", "eegmat", "--init", "scratch", "--model", "labram_small",
-                 "--out", str(out), "--corpus", str(tmp_path / "corpora"), "--dataset-dir",
-                 str(subset), "--epochs", "1", "--max-folds", "1", "--bootstrap", "20", "--quiet",
-                 "data.batch_size=32"])
-    assert code == 0
+    assert main([*common, "--out", str(out)]) == 0
     summary = json.loads((out / "results.json").read_text())
     fold = summary["folds"][0]
     assert set(fold["groups"]) == {"train", "val", "test"}
@@ -208,5 +208,10 @@ def test_finetune_command_on_real_eegmat_writes_results_with_split_metrics_and_r
     assert len(result.predictions.y_true) > 0
     report = (out / "report" / "report.md").read_text()
     assert "labram_small scratch full seed 0" in report and "bandpower_logreg" in report
-    assert main(["finetune", "--task", "eegmat", "--init", "scratch", "--model", "labram_small",
-                 "--out", str(out)]) == 2  # refuses to overwrite a finished run
+    assert main([*common, "--out", str(out)]) == 2  # refuses to overwrite a finished run
+    probe = tmp_path / "probe"
+    assert main([*common, "--out", str(probe), "--mode", "linear", "--no-baseline", "--compare",
+                 str(out / "seed0" / "result.json")]) == 0
+    both = (probe / "report" / "report.md").read_text()
+    assert "labram_small scratch linear seed 0" in both
+    assert "labram_small scratch full seed 0" in both

@@ -9,6 +9,7 @@ the summary over seeds and a report next to the task's classical baseline.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from neurofm.errors import ConfigError
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a pretrained (or scratch) backbone on a task; results and a report",
-        description=(
+        description=textwrap.fill(
             "Fine-tune a LaBraM or Neuro-BERT backbone on a downstream task with subject-wise "
             "cross-validation: per seed and fold, train on the training subjects, keep the epoch "
             "with the best validation score (AUROC for binary tasks, Cohen's kappa otherwise), "
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "metrics per seed, mean and std over seeds), one result per seed, the task's "
             "classical baseline on the same folds, and a Markdown + HTML report. Recipe defaults "
             "follow the model (LaBraM: layer-wise lr decay 0.65 for Base, drop path 0.1, label "
-            "smoothing 0.1 for multi-class tasks); change any option with key=value."
+            "smoothing 0.1 for multi-class tasks); change any option with key=value.", width=88,
+            break_on_hyphens=False
         ),
         epilog=(
             "examples:\n"
@@ -76,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run only the first K folds (quick checks)")
     parser.add_argument("--system", default=None, metavar="NAME",
                         help="the system's name in results and reports (default: MODEL INIT MODE)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="RESULT",
+                        help="result JSON files of other systems on the same task (e.g. the "
+                             "scratch run's seed0/result.json) to add to this run's report")
     parser.add_argument("--no-baseline", action="store_true",
                         help="do not run the task's classical baseline for the report")
     parser.add_argument("--resume", action="store_true",
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         task_folds,
     )
     from neurofm.tasks.definitions import get_task
+    from neurofm.tasks.evaluate import EvaluationResult
     from neurofm.tasks.finetune import load_finetune_config, run_finetune
 
     if args.max_folds is not None and args.max_folds < 1:
@@ -116,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         flags["run.progress"] = False
     config = load_finetune_config(args.config, args.overrides, flags)
+    compare = [EvaluationResult.load(path) for path in args.compare]
+    for path, other in zip(args.compare, compare):
+        if other.task_name != args.task:
+            raise ConfigError(f"--compare {path} is a result on task {other.task_name!r}, not "
+                              f"{args.task!r}")
 
     task = get_task(args.task)
     corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
@@ -128,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_finetune(
         config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
         system=args.system, baseline=not args.no_baseline, resume=args.resume,
-        n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path))
+        n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path),
+        compare=compare)
 
     first = outcome.results[0]
     print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: {len(first.folds)} folds, "

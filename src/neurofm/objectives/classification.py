@@ -1,4 +1,4 @@
-"""Supervised objective for downstream tasks: a network's head outputs -> loss, metrics, predictions.
+"""Supervised objective for downstream tasks: head outputs -> loss, metrics, predictions.
 
 Three target kinds (METHODS.md §5):
 

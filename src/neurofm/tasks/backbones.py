@@ -76,7 +76,8 @@ def as_backbone(module: nn.Module, source: str) -> nn.Module:
         return module
     if isinstance(module, LabramForMaskedEEG):
         backbone = Labram(config=replace(module.config, use_mean_pooling=True))
-        student = {k: v for k, v in module.student.state_dict().items() if not k.startswith("norm.")}
+        student = {k: v for k, v in module.student.state_dict().items()
+                   if not k.startswith("norm.")}
         load_matching(backbone, student, source, newly_initialised=("fc_norm.", "head."))
         return backbone
     raise CheckpointError(f"{source} holds a {type(module).__name__}, not a LaBraM or Neuro-BERT "
@@ -92,7 +93,8 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     """
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state and not k.startswith(newly_initialised))
-    unexpected = sorted(k for k in state if k not in expected and not k.startswith(newly_initialised))
+    unexpected = sorted(k for k in state
+                        if k not in expected and not k.startswith(newly_initialised))
     wrong = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
                    for k in state if k in expected and state[k].shape != expected[k].shape
                    and not k.startswith(newly_initialised))
@@ -156,13 +158,13 @@ def load_backbone(init: str) -> tuple[nn.Module, dict[str, Any]]:
     (without a task head, in eval mode) and ``{"init", "source", "model"}`` for results.
     """
     if init == "scratch":
-        raise ConfigError("'scratch' names no weights to load; pass a checkpoint (a neurofm folder, a "
-                          "training checkpoint .pt, or official:PATH)")
+        raise ConfigError("'scratch' names no weights to load; pass a checkpoint (a neurofm "
+                          "folder, a training checkpoint .pt, or official:PATH)")
     official = init.startswith("official:")
     path = Path(init[len("official:"):] if official else init).expanduser()
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm checkpoint folder, "
-                              "an official LaBraM .pth file (official:PATH), a training "
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm checkpoint "
+                              "folder, an official LaBraM .pth file (official:PATH), a training "
                               "checkpoint (.pt with its .json), or 'scratch'")
     name: str | None = None
     if path.is_dir():
@@ -182,8 +184,8 @@ def load_backbone(init: str) -> tuple[nn.Module, dict[str, Any]]:
     return backbone.eval(), {"init": init, "source": kind, "path": str(path), "model": name}
 
 
-def build_backbone(init: str, model_name: str | None,
-                   model_overrides: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def build_backbone(init: str, model_name: str | None, model_overrides: dict[str, Any] | None = None
+                   ) -> tuple[nn.Module, dict[str, Any]]:
     """The backbone to fine-tune: random (``init="scratch"``) or loaded from ``init``.
 
     With a checkpoint, ``model_name`` (optional) must name the same architecture, otherwise a
@@ -240,7 +242,8 @@ def with_task_head(backbone: nn.Module, n_outputs: int, drop_path: float) -> nn.
     return rebuilt
 
 
-def check_input(backbone: nn.Module, sfreq: float, n_times: int, unit: str, where: str) -> nn.Module:
+def check_input(backbone: nn.Module, sfreq: float, n_times: int, unit: str, where: str
+                ) -> nn.Module:
     """Check that windows of ``n_times`` samples at ``sfreq`` Hz in ``unit`` suit ``backbone``.
 
     LaBraM needs 200 Hz and 1 to 16 whole seconds (a unit other than 100 µV is only warned
@@ -249,8 +252,8 @@ def check_input(backbone: nn.Module, sfreq: float, n_times: int, unit: str, wher
     """
     if isinstance(backbone, Labram):
         if float(sfreq) != SAMPLING_RATE:
-            raise ConfigError(f"{where}: LaBraM takes {SAMPLING_RATE:g} Hz input, the windows are at "
-                              f"{sfreq:g} Hz; prepare the corpus with the LaBraM recipe")
+            raise ConfigError(f"{where}: LaBraM takes {SAMPLING_RATE:g} Hz input, the windows "
+                              f"are at {sfreq:g} Hz; prepare the corpus with the LaBraM recipe")
         if n_times % PATCH_SIZE or not 1 <= n_times // PATCH_SIZE <= MAX_PATCHES:
             raise ConfigError(f"{where}: LaBraM takes windows of 1 to {MAX_PATCHES} whole seconds, "
                               f"got {n_times} samples ({n_times / sfreq:g} s)")

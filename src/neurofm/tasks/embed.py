@@ -75,7 +75,8 @@ def load_embedding_model(checkpoint: str) -> tuple[TaskNetwork, dict[str, Any]]:
     return TaskNetwork(backbone).eval(), info
 
 
-def autocast_context(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+def autocast_context(device: torch.device, precision: Precision
+                     ) -> contextlib.AbstractContextManager:
     """bf16 autocast when asked for, or under ``"auto"`` on CUDA; full fp32 otherwise."""
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if not use_bf16:
@@ -85,7 +86,8 @@ def autocast_context(device: torch.device, precision: Precision) -> contextlib.A
 
 def resolved_precision(device: torch.device, precision: Precision) -> str:
     """The precision :func:`autocast_context` uses: ``"bf16"`` or ``"fp32"``."""
-    return "bf16" if precision == "bf16" or (precision == "auto" and device.type == "cuda") else "fp32"
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return "bf16" if use_bf16 else "fp32"
 
 
 def embed_windows(network: nn.Module, dataset: WindowDataset, batch_size: int = 64,
@@ -105,7 +107,8 @@ def embed_windows(network: nn.Module, dataset: WindowDataset, batch_size: int = 
     with torch.no_grad(), autocast_context(device, precision):
         for indices in tqdm(list(sampler), desc="embed", unit="batch", disable=not progress):
             batch = collate_windows([dataset[i] for i in indices])
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                     for k, v in batch.items()}
             out = network.features(batch).float().cpu().numpy()
             if features is None:
                 features = np.empty((len(dataset), out.shape[1]), dtype=np.float32)
@@ -165,7 +168,8 @@ def embed_recording(checkpoint: str, recording: str | os.PathLike, recipe: str =
     if not path.exists():
         raise ConfigError(f"recording {path} does not exist")
     with tempfile.TemporaryDirectory(prefix="neurofm-embed-") as scratch:
-        report = prepare_corpus([str(path)], scratch, PREPROCESSING_RECIPES[recipe](), progress=False)
+        report = prepare_corpus([str(path)], scratch, PREPROCESSING_RECIPES[recipe](),
+                                progress=False)
         if report.failed or not report.prepared:
             reason = report.failed[0].message if report.failed else "nothing was prepared"
             raise ConfigError(f"cannot embed {path}: {reason}")

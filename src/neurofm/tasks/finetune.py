@@ -9,7 +9,8 @@ a recipe, and for every seed and fold of the task's subject-wise split:
    ``"lora"`` mode peft's LoRA adapters on every block's ``attn.qkv``, ``attn.proj``, ``mlp.fc1``
    and ``mlp.fc2`` train together with the head, in ``"full"`` mode everything trains;
 2. trains it with the engine's :class:`~neurofm.engine.trainer.Trainer` on the fold's training
-   recordings, with layer-wise lr decay (METHODS.md §5 layer ids) when ``optim.layer_decay`` is set;
+   recordings, with layer-wise lr decay (METHODS.md §5 layer ids) when ``optim.layer_decay`` is
+   set;
 3. keeps the epoch with the best validation score (the task's primary metric: AUROC for binary
    tasks, Cohen's kappa for multi-class ones) on the fold's validation recordings;
 4. predicts the fold's test recordings with those weights.
@@ -19,7 +20,8 @@ the same path the classical baselines take, and written as one result per seed; 
 seeds (mean ± sample standard deviation) and a report comparing the seeds with the task's
 classical baseline on the same folds complete the output::
 
-    OUT/results.json              summary: task, split, resolved config, metrics per seed, mean ± std
+    OUT/results.json              summary: task, split, resolved config, metrics per seed,
+                                  mean ± std over seeds
     OUT/seed<S>/result.json       neurofm evaluation result (folds, predictions, CIs)
     OUT/seed<S>/fold<F>/          config.yaml, metrics.csv, checkpoints/best.pt, predictions.json,
                                   adapter/ (LoRA: adapter_model.safetensors + configs)
@@ -163,7 +165,8 @@ def finetune_recipe(model: str) -> dict[str, Any]:
             "optim": {"lr": 3e-4, "min_lr": 1e-6, "epochs": 40, "warmup_epochs": 2.0,
                       "layer_decay": None},
         })
-    raise ConfigError(f"no fine-tuning recipe for model {model!r}; use a labram_* or neurobert_* model")
+    raise ConfigError(f"no fine-tuning recipe for model {model!r}; use a labram_* or "
+                      "neurobert_* model")
 
 
 def load_finetune_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -327,8 +330,8 @@ def load_lora_model(adapter_dir: str | Path, init: str | None = None) -> TaskNet
     adapter_dir = Path(adapter_dir)
     sidecar = adapter_dir / ADAPTER_SIDECAR
     if not sidecar.is_file():
-        raise ConfigError(f"{adapter_dir} has no {ADAPTER_SIDECAR}; it is not a neurofm LoRA adapter "
-                          "folder (written by `neurofm finetune --mode lora`)")
+        raise ConfigError(f"{adapter_dir} has no {ADAPTER_SIDECAR}; it is not a neurofm LoRA "
+                          "adapter folder (written by `neurofm finetune --mode lora`)")
     description = json.loads(sidecar.read_text(encoding="utf-8"))
     backbone, _ = build_backbone(init or description["init"], description["model"],
                                  description.get("model_overrides"))
@@ -530,6 +533,7 @@ def run_finetune(
     n_resamples: int = 1000,
     progress: bool = True,
     corpus: str | None = None,
+    compare: Sequence[EvaluationResult] = (),
 ) -> FinetuneOutcome:
     """Fine-tune on every (first ``max_folds``) fold for every seed; score, summarise, report.
 
@@ -543,6 +547,7 @@ def run_finetune(
         resume: reuse finished folds and continue interrupted ones.
         n_resamples: bootstrap resamples over subjects for the confidence intervals.
         corpus: where the windows came from, recorded in the results.
+        compare: results of other systems on the task (e.g. the from-scratch run) for the report.
     """
     from neurofm.tasks.baselines import BaselinePredictor, get_baseline
     from neurofm.tasks.reports import write_report
@@ -557,7 +562,8 @@ def run_finetune(
     selections: dict[int, dict[int, dict[str, Any]]] = {}
     init_info: dict[str, Any] = {}
     for seed in seeds:
-        seed_config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=int(seed)))
+        seed_config = dataclasses.replace(config,
+                                          run=dataclasses.replace(config.run, seed=int(seed)))
         seed_dir = out_dir / f"seed{seed}"
         predictor = FineTunePredictor(seed_config, task, windows, seed_dir, ctx=ctx, resume=resume)
         result = evaluate_system(
@@ -610,7 +616,7 @@ def run_finetune(
     report_path = None
     if ctx.is_main:
         atomic_write_json(summary_path, _finite_or_none(summary))
-        systems = results + ([baseline_result] if baseline_result is not None else [])
+        systems = [*results, *compare, *([baseline_result] if baseline_result is not None else [])]
         report = write_report(systems, out_dir / "report",
                               title=f"neurofm fine-tuning: {task.name}, {name}")
         report_path = report.markdown
