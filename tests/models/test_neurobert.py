@@ -120,6 +120,9 @@ def test_channel_embedding_distinguishes_channels_and_follows_channel_position()
 def test_single_channel_model_has_no_channel_embedding() -> None:
     assert neurobert_small(n_chans=1).channel_embed is None
     assert neurobert_small(n_chans=19).channel_embed is not None
+    assert neurobert_small(n_chans=1)(torch.randn(2, 1, 400)).shape == (2, 32)
+    with pytest.raises(ConfigError, match="cannot tell 3 channels apart"):
+        neurobert_small(n_chans=1)(torch.randn(2, 3, 400))
 
 
 def test_mixed_patch_mode_gives_one_token_per_time_step() -> None:

@@ -41,7 +41,8 @@ PatchMode = Literal["channel", "mixed"]
 class NeuroBertConfig:
     """Everything needed to rebuild a Neuro-BERT network (a checkpoint stores it as JSON).
 
-    ``n_chans`` None means "any number of channels up to ``max_channels``" (channel mode only);
+    ``n_chans`` None means "any number of channels up to ``max_channels``"; in channel mode a
+    number only matters as 1 (no channel embedding, one-channel input) or not;
     ``n_outputs`` 0 means no classification head (``forward`` returns pooled features).
     ``n_times`` is the window length the model was built for, in samples at ``sfreq`` Hz;
     ``input_unit`` is the unit of the batch signal (see :mod:`neurofm.data.recording`).
@@ -213,6 +214,11 @@ class NeuroBert(nn.Module):
             raise ConfigError(
                 f"patch_mode='mixed' was built for n_chans={self.config.n_chans}, got {n_chans} "
                 "channels; pad or select channels to match, or use patch_mode='channel'"
+            )
+        if self.config.n_chans == 1 and n_chans > 1:
+            raise ConfigError(
+                f"this model was built for one channel (n_chans=1, no channel embedding) and "
+                f"cannot tell {n_chans} channels apart; build it with n_chans={n_chans} or None"
             )
         if self.config.uses_channel_embedding and n_chans > self.config.max_channels:
             raise ConfigError(f"{n_chans} channels exceed max_channels={self.config.max_channels}")
