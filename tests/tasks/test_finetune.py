@@ -16,6 +16,7 @@ from neurofm.engine.optim import param_groups
 from neurofm.engine.trainer import Trainer
 from neurofm.errors import ConfigError
 from neurofm.data.batching import collate_windows
+from neurofm.data.splits import Split
 from neurofm.models.checkpoints import load_labram_checkpoint, save_pretrained
 from neurofm.models.registry import create_model
 from neurofm.objectives.classification import SupervisedObjective
@@ -23,6 +24,7 @@ from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.evaluate import EvaluationResult
 from neurofm.tasks.finetune import (
+    FineTunePredictor,
     TaskWindowDataset,
     build_task_network,
     layer_decay_groups,
@@ -155,6 +157,23 @@ def test_a_pretraining_checkpoint_initialises_the_backbone_with_its_encoder(
     new_parts = ("head.", "fc_norm.", "norm.") if mem else ("head.",)
     shared = [k for k in source if not k.startswith(new_parts)]
     assert shared and all(torch.equal(tuned[k], source[k]) for k in shared)
+
+
+def test_a_fold_without_a_defined_validation_score_keeps_the_last_weights_and_says_so(tmp_path):
+    windows = _windows()
+    windows.label[windows.subject == "S1"] = 0  # one class in validation: AUROC undefined
+    fold = Split(by="subject", train=("S2_r", "S3_r"), val=("S1_r",), test=("S0_r",),
+                 groups={"train": ("S2", "S3"), "val": ("S1",), "test": ("S0",)}, name="fold0")
+    config = _config("optim.epochs=2", "optim.warmup_epochs=0")
+    (tmp_path / "fold0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "fold0" / "checkpoints" / "best.pt").write_bytes(b"an abandoned run's weights")
+    predictor = FineTunePredictor(config, get_task("eegmat"), windows, tmp_path)
+    predictions = predictor(0, fold)
+    assert set(predictions.subject) == {"S0"} and predictions.y_prob.shape == (8, 2)
+    selection = predictor.selection[0]
+    assert selection["selected"] == "last" and "validation" in selection["reason"]
+    assert (tmp_path / "fold0" / selection["weights"]).is_file()
+    assert not (tmp_path / "fold0" / "checkpoints" / "best.pt").exists()
 
 
 def test_inconsistent_options_are_refused_with_the_option_named(tmp_path):

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -443,6 +444,10 @@ class FineTunePredictor:
             layer_id=layer_of, num_layers=depth, ctx=self.ctx,
         )
         resume = self.resume and bool(CheckpointManager(run_dir / "checkpoints").periodic())
+        if not resume and self.ctx.is_main:
+            # A fresh fold must not pick up the best.pt of an earlier, abandoned run.
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        dist_utils.barrier(self.ctx)
         result = trainer.fit(resume=resume)
         selection = self._select(objective, result.best_checkpoint, result.step)
         probabilities = predict(objective, Subset(self.dataset, test.tolist()),
@@ -460,10 +465,14 @@ class FineTunePredictor:
                     "n_outputs": objective.n_outputs, "task": self.task.name,
                     "class_names": list(self.task.class_names), "fold": fold.name,
                     "seed": config.run.seed})
-            # The selected weights are checkpoints/best.pt; periodic ones only served resuming.
-            for path in CheckpointManager(run_dir / "checkpoints").periodic():
-                path.with_suffix(".json").unlink(missing_ok=True)
-                path.unlink(missing_ok=True)
+            periodic = CheckpointManager(run_dir / "checkpoints").periodic()
+            if selection["selected"] == "best":
+                # The selected weights are checkpoints/best.pt; periodic ones only served resuming.
+                for path in periodic:
+                    path.with_suffix(".json").unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
+            elif periodic:
+                selection["weights"] = str(periodic[-1].relative_to(run_dir))
             atomic_write_json(saved, {"selection": selection, "init": self.init_info,
                                       "predictions": predictions.to_dict()})
         return predictions
@@ -478,8 +487,9 @@ class FineTunePredictor:
         objective.load_state_dict(state["model"])
         meta = checkpoint_meta(best)
         metrics = meta.get("metrics", {})
-        return {"selected": "best", "step": meta.get("step"), "epoch": meta.get("epoch"),
-                "val_score": metrics.get("score"), "val_metrics": metrics}
+        return {"selected": "best", "weights": "checkpoints/best.pt", "step": meta.get("step"),
+                "epoch": meta.get("epoch"), "val_score": metrics.get("score"),
+                "val_metrics": metrics}
 
 
 # --------------------------------------------------------------------------- the job
