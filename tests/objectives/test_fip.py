@@ -19,7 +19,7 @@ from neurofm.objectives.fip import (
     normalise_phase,
     patch_spectrum,
 )
-from neurofm.objectives.patch_reconstruction import masked_patch_mse
+from neurofm.objectives.patch_reconstruction import masked_patch_mse, spectral_errors
 
 
 def _batch(batch_size: int = 4, n_chans: int = 3, n_times: int = 800) -> dict[str, torch.Tensor]:
@@ -149,6 +149,18 @@ def test_masked_patch_mse_matches_the_formula() -> None:
     selected[0, 0] = True
     expected = ((prediction - target) ** 2).sum(-1)[selected].sum() / (selected.sum() * 8)
     torch.testing.assert_close(masked_patch_mse(prediction, target, selected), expected)
+
+
+def test_spectral_errors_score_amplitude_and_phase_separately() -> None:
+    target = torch.randn(2, 5, 40)
+    selected = torch.tensor([[True, False, True, False, False]] * 2)
+    for prediction, expected_phase in ((target, 0.0), (-target, 2.0)):
+        amplitude_mse, phase_error = spectral_errors(prediction, target, selected)
+        assert amplitude_mse.item() < 1e-10  # a sign flip keeps every amplitude
+        assert abs(phase_error.item() - expected_phase) < 1e-5
+    louder, _ = spectral_errors(2 * target, target, selected)
+    expected = torch.fft.rfft(target, norm="ortho").abs()[selected].pow(2).mean()
+    torch.testing.assert_close(louder, expected)
 
 
 def test_gradients_reach_every_encoder_parameter() -> None:
