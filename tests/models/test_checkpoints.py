@@ -123,3 +123,12 @@ def test_corrupted_weights_fail_the_checksum(tmp_path: Path) -> None:
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_pretrained(tmp_path / "ckpt")
+
+
+def test_backbone_from_a_neurofm_pretraining_checkpoint(tmp_path: Path) -> None:
+    mem = LabramForMaskedEEG(LABRAM_CONFIGS["small"], vocab_size=16)
+    save_pretrained(mem, tmp_path / "pretrained")
+    backbone = Labram.from_pretrained(tmp_path / "pretrained", n_outputs=3, ch_names=["FP1", "CZ"])
+    assert backbone.head.out_features == 3
+    torch.testing.assert_close(backbone.state_dict()["blocks.1.attn.qkv.weight"],
+                               mem.state_dict()["student.blocks.1.attn.qkv.weight"])

@@ -271,6 +271,17 @@ def load_labram_checkpoint(
     return model.eval()
 
 
+def backbone_from_masked_model(mem_model: LabramForMaskedEEG, n_outputs: int = 0) -> Labram:
+    """A fine-tuning :class:`Labram` from a (neurofm-trained) masked-modelling network: the student's
+    weights without its final norm; fc_norm and head newly initialised, as the official fine-tuning
+    script does with ``labram-base.pth``."""
+    state = {k: v for k, v in mem_model.student.state_dict().items() if not k.startswith("norm.")}
+    model = Labram(n_outputs=n_outputs, config=replace(mem_model.config, use_mean_pooling=True))
+    _strict_load(model, state, "the masked-modelling network's student",
+                 newly_initialised=("fc_norm.", "head."))
+    return model.eval()
+
+
 # --------------------------------------------------------------------------- neurofm's own format
 
 def _family(model: nn.Module) -> str:

@@ -372,17 +372,25 @@ class Labram(NeuralTransformer):
     def from_pretrained(cls, source: str | Any, n_outputs: int | None = None,
                         ch_names: Sequence[str] | None = None) -> "Labram":
         """A backbone from an official ``.pth`` (``labram-base.pth`` or a fine-tuned file) or a
-        neurofm checkpoint folder; ``n_outputs`` replaces a head of another size,
+        neurofm checkpoint folder (a backbone, or a masked-modelling network whose student becomes
+        the backbone); ``n_outputs`` replaces a head of another size,
         ``ch_names`` sets the default channel names. Loading is strict (see
         :mod:`neurofm.models.checkpoints`)."""
         from pathlib import Path
 
         from neurofm.errors import CheckpointError
-        from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained
+        from neurofm.models.checkpoints import (
+            backbone_from_masked_model,
+            load_labram_checkpoint,
+            load_pretrained,
+        )
+        from neurofm.models.labram_pretrain import LabramForMaskedEEG
 
         path = Path(source)
         model = load_pretrained(path) if path.is_dir() else load_labram_checkpoint(
             path, target="backbone", n_outputs=n_outputs)
+        if isinstance(model, LabramForMaskedEEG):
+            model = backbone_from_masked_model(model, n_outputs or 0)
         if not isinstance(model, cls):
             raise CheckpointError(f"{path} holds a {type(model).__name__}, not a LaBraM backbone")
         if n_outputs is not None and n_outputs != model.n_outputs:
