@@ -47,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference  # noqa: E402
 
 from neurofm.channels import vocabulary_indices  # noqa: E402
+from neurofm.models.labram_pretrain import LabramForMaskedEEG  # noqa: E402
 from neurofm.models.registry import create_model  # noqa: E402
+from neurofm.models.vqnsp import VQNSP  # noqa: E402
 from neurofm.objectives.mem import MaskedEEGModelling  # noqa: E402
 from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint  # noqa: E402
 from neurofm.objectives.vq import VQNSPObjective  # noqa: E402
@@ -153,7 +155,7 @@ def _row(benchmark: str, value: float, unit: str, reference_name: str = "",
             "reference_value": reference_value, "target": target, "note": note}
 
 
-def _mem_objective(model, tokenizer, levers: set[str], cache_dir: Path | None) -> MaskedEEGModelling:
+def _mem_objective(model: LabramForMaskedEEG, tokenizer: VQNSP, levers: set[str]) -> MaskedEEGModelling:
     cache = None
     if "cached targets" in levers:
         cache = TokenTargetCache(tokenizer_fingerprint(tokenizer))
@@ -182,7 +184,7 @@ def bench_mem(quick: bool, device: str, rates: dict[str, float], use_compile: bo
     configs.append(("all levers", set(usable)))
 
     # Model FLOPs of one step: network forward + backward of both passes; tokenizer forward.
-    plain = _mem_objective(copy.deepcopy(base_model), tokenizer, set(), None)
+    plain = _mem_objective(copy.deepcopy(base_model), tokenizer, set())
     network_flops = _count_flops(lambda: plain(dict(batch, token_targets=plain.targets(batch))).loss.backward())
     tokenizer_flops = _count_flops(lambda: plain.targets(batch))
     del plain
@@ -196,7 +198,7 @@ def bench_mem(quick: bool, device: str, rates: dict[str, float], use_compile: bo
                                   f"{rates['fp32']:.3g} GFLOP/s on this CPU (no bf16 units)"))
             continue
         model = copy.deepcopy(base_model)
-        objective = _mem_objective(model, tokenizer, active, None)
+        objective = _mem_objective(model, tokenizer, active)
         fused = "fused AdamW" in active
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.98), weight_decay=0.05,
                                       foreach=False if not fused else None, fused=True if fused else None)
