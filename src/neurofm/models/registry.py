@@ -55,4 +55,5 @@ _FAMILY_MODULES: tuple[str, ...] = (
     "neurofm.models.labram",
     "neurofm.models.labram_pretrain",
     "neurofm.models.vqnsp",
+    "neurofm.models.neurobert",
 )
