@@ -7,14 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toy_training import write_tiny_eeg_corpus
 
 from neurofm.cli import main
-from neurofm.data.corpus import CorpusWriter, SourceFile
-from neurofm.data.preprocess import PreprocessConfig
-from neurofm.data.recording import Recording
 from neurofm.engine.metrics_log import read_metrics
 
-CHANNELS = ["FP1", "FP2", "C3", "C4", "O1", "O2"]
 FAST = ["run.progress=false", "run.tensorboard=false", "run.log_every_steps=1",
         "data.window_seconds=2", "data.stride_seconds=2", "data.batch_size=8",
         "optim.lr_batch_scaling=none", "optim.warmup_epochs=0"]
@@ -23,20 +20,7 @@ FAST = ["run.progress=false", "run.tensorboard=false", "run.log_every_steps=1",
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """Three subjects, 24 s each of 6-channel EEG-like rhythms in 100 uV at 200 Hz."""
-    root = tmp_path_factory.mktemp("corpus")
-    writer = CorpusWriter(root, PreprocessConfig.labram())
-    rng = np.random.default_rng(0)
-    t = np.arange(24 * 200) / 200.0
-    for subject in range(3):
-        freqs = rng.uniform(4, 20, size=(len(CHANNELS), 1))
-        signal = np.sin(2 * np.pi * freqs * t) + 0.3 * rng.standard_normal((len(CHANNELS), t.size))
-        recording = Recording(signal=signal.astype(np.float32), ch_names=list(CHANNELS),
-                              ch_types=["eeg"] * len(CHANNELS), sfreq=200.0, unit="100uV",
-                              subject=f"s{subject}", session="1")
-        source = root / f"raw{subject}.bin"
-        source.write_bytes(bytes([subject]))
-        writer.write(f"rec{subject}", recording, [SourceFile.of(source)])
-    return writer.path
+    return write_tiny_eeg_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def _train_losses(run_dir: Path) -> list[float]:

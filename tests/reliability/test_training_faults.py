@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from toy_training import ToyObjective, ToyWindows, toy_config  # noqa: E402
+from toy_training import (ToyObjective, ToyWindows, toy_config,  # noqa: E402
+                          write_tiny_eeg_corpus)
 
 from neurofm.engine.checkpointing import CheckpointManager, load_checkpoint  # noqa: E402
 from neurofm.engine.metrics_log import read_metrics  # noqa: E402
@@ -36,6 +41,42 @@ def test_run_killed_at_a_random_step_resumes_to_the_same_result(tmp_path):
     assert read_metrics(tmp_path / "killed" / "metrics.csv", split="train", name="loss") == \
         read_metrics(tmp_path / "straight" / "metrics.csv", split="train", name="loss")
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_pretrain_process_killed_with_sigkill_resumes_to_the_same_curve_and_weights(tmp_path):
+    corpus = write_tiny_eeg_corpus(tmp_path / "corpus")
+
+    def command(run_dir: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "neurofm", "pretrain", "--objective", "fip", "--corpus",
+                str(corpus), "--out", str(run_dir), "--model", "neurobert_small", *extra,
+                "run.progress=false", "run.tensorboard=false", "run.log_every_steps=1",
+                "data.window_seconds=1", "data.stride_seconds=1", "data.batch_size=4",
+                "run.checkpoint_every_steps=2", "run.max_steps=16", "run.keep_last=20"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command(tmp_path / "straight"), env=env, check=True, capture_output=True,
+                   timeout=300)
+    killed_dir = tmp_path / "killed"
+    kill_after = random.Random(7).choice([4, 6, 8, 10])
+    process = subprocess.Popen(command(killed_dir), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    sidecar = killed_dir / "checkpoints" / f"step-{kill_after:08d}.json"
+    deadline = time.monotonic() + 300
+    while not sidecar.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    subprocess.run(command(killed_dir, "--resume"), env=env, check=True, capture_output=True,
+                   timeout=300)
+
+    def curve(run_dir: Path) -> list:
+        return read_metrics(run_dir / "metrics.csv", split="train", name="loss")
+
+    assert len(curve(killed_dir)) == 16
+    assert curve(killed_dir) == curve(tmp_path / "straight")
+    final = "checkpoints/step-00000016.pt"
+    a, b = load_checkpoint(tmp_path / "straight" / final), load_checkpoint(killed_dir / final)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
