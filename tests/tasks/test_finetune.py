@@ -14,7 +14,7 @@ from neurofm.cli import main
 from neurofm.engine.checkpointing import save_checkpoint
 from neurofm.engine.optim import param_groups
 from neurofm.engine.trainer import Trainer
-from neurofm.errors import ConfigError
+from neurofm.errors import ChannelError, ConfigError
 from neurofm.data.batching import collate_windows
 from neurofm.data.splits import Split
 from neurofm.models.checkpoints import load_labram_checkpoint, save_pretrained
@@ -185,6 +185,8 @@ def test_inconsistent_options_are_refused_with_the_option_named(tmp_path):
     config = _config(model="labram_base", init=str(tmp_path / "small"))
     with pytest.raises(ConfigError, match="does not match the architecture"):
         build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
+    with pytest.raises(ChannelError, match="EMG1"):  # LaBraM never guesses an electrode
+        build_task_network(_config(), get_task("eegmat"), 200.0, 400, "100uV", ("EMG1", "EMG2"))
 
 
 def test_multiclass_tasks_get_label_smoothing_and_binary_tasks_one_logit():

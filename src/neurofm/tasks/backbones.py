@@ -27,11 +27,12 @@ import logging
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 
+from neurofm.channels import vocabulary_indices
 from neurofm.errors import CheckpointError, ConfigError
 from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained
 from neurofm.models.labram import MAX_PATCHES, PATCH_SIZE, SAMPLING_RATE, Labram
@@ -242,15 +243,18 @@ def with_task_head(backbone: nn.Module, n_outputs: int, drop_path: float) -> nn.
     return rebuilt
 
 
-def check_input(backbone: nn.Module, sfreq: float, n_times: int, unit: str, where: str
-                ) -> nn.Module:
+def check_input(backbone: nn.Module, sfreq: float, n_times: int, unit: str, where: str,
+                channels: Sequence[str] | None = None) -> nn.Module:
     """Check that windows of ``n_times`` samples at ``sfreq`` Hz in ``unit`` suit ``backbone``.
 
-    LaBraM needs 200 Hz and 1 to 16 whole seconds (a unit other than 100 µV is only warned
-    about); Neuro-BERT needs its patch rate and at least one patch, and records the window length
-    and unit. Returns the backbone (a Neuro-BERT config updated to the windows).
+    LaBraM needs 200 Hz, 1 to 16 whole seconds and channels named in its vocabulary (the
+    :class:`~neurofm.errors.ChannelError` names the first that is not; a unit other than 100 µV is
+    only warned about); Neuro-BERT needs its patch rate and at least one patch, and records the
+    window length and unit. Returns the backbone (a Neuro-BERT config updated to the windows).
     """
     if isinstance(backbone, Labram):
+        if channels is not None:
+            vocabulary_indices(channels)  # LaBraM's spatial rows need real electrode names
         if float(sfreq) != SAMPLING_RATE:
             raise ConfigError(f"{where}: LaBraM takes {SAMPLING_RATE:g} Hz input, the windows "
                               f"are at {sfreq:g} Hz; prepare the corpus with the LaBraM recipe")

@@ -135,6 +135,15 @@ def embed_corpus(checkpoint: str, corpus: Corpus | str | os.PathLike, window_sec
                           "use shorter windows (--window-seconds)")
     network, info = load_embedding_model(checkpoint)
     units = sorted({corpus[rid].unit for rid in dataset.recording_ids})
+    if network.family == "labram":
+        unmapped = [rid for rid in dataset.recording_ids
+                    if corpus[rid].vocabulary_indices is None]
+        if unmapped:
+            raise ConfigError(
+                f"LaBraM needs EEG channels named in its vocabulary, but {len(unmapped)} "
+                f"recording(s) of {corpus.path} have channels it cannot place (e.g. "
+                f"{unmapped[0]!r}: {list(corpus[unmapped[0]].channels)}); rename or drop them "
+                "when preparing the corpus")
     check_input(unwrap(network.backbone), dataset.sfreq, dataset.window_length, units[0],
                 f"corpus {corpus.path}")
     target = resolve_device(device)

@@ -221,7 +221,8 @@ def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any
 
 def window_channel_index(windows: TaskWindows) -> np.ndarray:
     """Per channel of the task's windows, its LaBraM vocabulary index ``[C]``; montage positions
-    ``0..C-1`` when the channels are not EEG names (EMG), which only Neuro-BERT can use."""
+    ``0..C-1`` when the channels are not EEG names (EMG), which only Neuro-BERT takes (LaBraM
+    refuses such windows in :func:`neurofm.tasks.backbones.check_input`)."""
     try:
         return np.asarray(vocabulary_indices(windows.channels), dtype=np.int64)
     except ChannelError:
@@ -290,14 +291,16 @@ def apply_mode(backbone: nn.Module, mode: Mode, lora: LoraSettings | None = None
 
 
 def build_task_network(config: FinetuneJobConfig, task: Task, sfreq: float, n_times: int,
-                       unit: str) -> tuple[TaskNetwork, dict[str, Any]]:
-    """The network to fine-tune for ``task``: backbone from ``config.init``, a new head, the
-    recipe's drop path, and the mode's trainable parameters. Returns it with the init description.
+                       unit: str, channels: Sequence[str] | None = None
+                       ) -> tuple[TaskNetwork, dict[str, Any]]:
+    """The network to fine-tune for ``task`` on windows of ``n_times`` samples at ``sfreq`` Hz in
+    ``unit`` with ``channels``: backbone from ``config.init``, a new head, the recipe's drop path,
+    and the mode's trainable parameters. Returns it with the init description.
     """
     backbone, info = build_backbone(config.init, config.model, config.model_overrides)
     n_outputs = head_size(target_kind(task.n_classes), task.n_classes)
     backbone = with_task_head(backbone, n_outputs, config.drop_path)
-    check_input(backbone, sfreq, n_times, unit, f"task {task.name!r}")
+    check_input(backbone, sfreq, n_times, unit, f"task {task.name!r}", channels)
     info = {**info, "family": family_of(backbone),
             "architecture": unwrap(backbone).config.to_dict()}
     wrapped = apply_mode(backbone, config.mode, config.lora)
@@ -430,7 +433,8 @@ class FineTunePredictor:
         config = self.config
         seed_everything(config.run.seed)
         network, self.init_info = build_task_network(
-            config, self.task, windows.sfreq, windows.signal.shape[-1], windows.unit)
+            config, self.task, windows.sfreq, windows.signal.shape[-1], windows.unit,
+            windows.channels)
         kind = target_kind(self.task.n_classes)
         objective = SupervisedObjective(network, kind, self.task.n_classes,
                                         config.label_smoothing if kind == "multiclass" else 0.0)
