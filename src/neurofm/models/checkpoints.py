@@ -51,6 +51,7 @@ from neurofm.models.labram import (
     LabramConfig,
 )
 from neurofm.models.labram_pretrain import LabramForMaskedEEG
+from neurofm.models.neurobert import NeuroBert
 from neurofm.models.vqnsp import VQNSP, VQNSPConfig
 
 #: Keys of the official files that neurofm drops on purpose, and why.
@@ -291,6 +292,8 @@ def _family(model: nn.Module) -> str:
         return "labram_mem"
     if isinstance(model, VQNSP):
         return "vqnsp"
+    if isinstance(model, NeuroBert):
+        return "neurobert"
     raise CheckpointError(f"save_pretrained does not know how to describe a {type(model).__name__}")
 
 
@@ -300,7 +303,8 @@ def save_pretrained(model: nn.Module, directory: str | Path, model_name: str | N
 
     The config records the model family, its registry name (when given), the architecture, the
     head size and default channel names (backbones), the channel vocabulary, ``sfreq`` 200,
-    ``patch_size`` 200, ``input_unit`` "100uV" and the weights' SHA-256. ``extra`` adds fields
+    ``patch_size`` 200, ``input_unit`` "100uV" (a Neuro-BERT: its own rate, patch length and
+    unit) and the weights' SHA-256. ``extra`` adds fields
     (for example the preprocessing recipe).
     """
     directory = Path(directory)
@@ -321,6 +325,10 @@ def save_pretrained(model: nn.Module, directory: str | Path, model_name: str | N
         config.update(n_outputs=model.n_outputs, ch_names=model.ch_names)
     if isinstance(model, LabramForMaskedEEG):
         config.update(vocab_size=model.vocab_size)
+    if isinstance(model, NeuroBert):
+        # Neuro-BERT states its own rate, patch length and input unit in its config.
+        config.update(sfreq=model.config.sfreq, patch_size=model.config.patch_len,
+                      input_unit=model.config.input_unit)
     if extra:
         config["extra"] = dict(extra)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -349,6 +357,8 @@ def _build_from_config(config: Mapping[str, Any], source: str) -> nn.Module:
         return LabramForMaskedEEG(LabramConfig(**architecture), vocab_size=config["vocab_size"])
     if family == "vqnsp":
         return VQNSP(VQNSPConfig.from_dict(architecture))
+    if family == "neurobert":
+        return NeuroBert.from_config(architecture)
     raise CheckpointError(f"{source}: unknown model family {family!r}")
 
 
