@@ -22,7 +22,7 @@ from neurofm.tasks.baselines import BaselinePredictor, get_baseline
 from neurofm.tasks.data import (
     load_task_windows,
     prepare_task_corpus,
-    task_channel_rows,
+    task_channels,
     task_folds,
 )
 from neurofm.tasks.definitions import Task, get_task, list_tasks
@@ -77,13 +77,22 @@ def test_the_five_tasks_are_defined_with_their_selection_metric():
 
 def test_task_channel_selection_keeps_its_channels_or_one_derivation():
     graz = get_task("graz_mi")
-    # BCI IV 2b has C3, Cz, C4 and EOG; 2a has 22 EEG channels: both give the same three rows.
-    assert task_channel_rows(graz, ["EOG1", "C3", "CZ", "C4"], "graz_mi/B0101T") == [1, 2, 3]
+    # BCI IV 2b has C3, Cz, C4 and EOG; 2a has 22 EEG channels: both give the same three.
+    montages = {"graz_mi/B0101T": ["EOG1", "C3", "CZ", "C4"],
+                "graz_mi/A01T": ["FZ", "C4", "CZ", "C3", "PZ"]}
+    assert task_channels(graz, montages) == ("C3", "CZ", "C4")
     with pytest.raises(ConfigError, match=r"graz_mi/X.*lacks channel\(s\) \['CZ'\]"):
-        task_channel_rows(graz, ["C3", "C4"], "graz_mi/X")
+        task_channels(graz, {**montages, "graz_mi/X": ["C3", "C4"]})
     sleep = get_task("dreams_sleep")
-    assert task_channel_rows(sleep, ["FP1", "O1", "C3"], "night") == [2]  # no CZ: next choice
-    assert len(task_channel_rows(get_task("eegmat"), ["FP1"] * 19, "eegmat/S")) == 19
+    # CZ is missing from one night, so every night uses the next choice they all have.
+    nights = {"n1": ["FP1", "CZ", "C3"], "n2": ["C3", "O1"]}
+    assert task_channels(sleep, nights) == ("C3",)
+    with pytest.raises(ConfigError, match="each is missing somewhere"):
+        task_channels(sleep, {"n1": ["CZ"], "n2": ["O1"]})
+    eegmat = get_task("eegmat")
+    assert task_channels(eegmat, {"a": ["FP1", "FP2"], "b": ["FP1", "FP2"]}) == ("FP1", "FP2")
+    with pytest.raises(ConfigError, match="one montage"):
+        task_channels(eegmat, {"a": ["FP1", "FP2"], "b": ["FP2", "FP1"]})
 
 
 def test_a_task_without_local_data_says_so_and_how_to_get_it(tmp_path):

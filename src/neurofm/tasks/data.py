@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Sequence
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -41,8 +41,7 @@ class TaskWindows:
         onset: float ``[N]`` window start in seconds from the recording's start.
         sfreq: sampling rate in Hz.
         unit: the corpus unit (``"100uV"``, ``"zscore"``...).
-        channels: the C channel names as the corpus stores them (for single-derivation tasks,
-            the first recording's).
+        channels: the C channel names as the corpus stores them, the same for every window.
     """
 
     signal: np.ndarray
@@ -168,54 +167,68 @@ def task_folds(task: Task, corpus: Corpus | str | os.PathLike) -> list[Split]:
     return task.split.corpus_folds(corpus, task_window_dataset(task, corpus).recording_ids)
 
 
-def task_channel_rows(task: Task, channels: Sequence[str], recording_id: str) -> list[int]:
-    """Rows of a recording's ``channels`` that ``task`` uses (its channel list or derivation).
+def task_channels(task: Task, recording_channels: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """The channel names ``task`` uses, the same in every recording.
 
-    Raises :class:`ConfigError` naming the recording when it lacks a required channel.
+    ``recording_channels`` maps recording id -> its channel names. A single-derivation task takes
+    the first of its candidates that every recording has (so one channel means one electrode
+    throughout); a task with a channel list needs all of them in every recording; otherwise every
+    recording must have the same channels in the same order. Names are returned as the first
+    recording spells them; :class:`ConfigError` names a recording that does not fit.
     """
-    upper = [c.upper() for c in channels]
     spec = task.window
+    ids = list(recording_channels)
+    upper = {rid: [c.upper() for c in recording_channels[rid]] for rid in ids}
+    first = list(recording_channels[ids[0]])
+
+    def spelled(name: str) -> str:
+        return first[upper[ids[0]].index(name.upper())]
+
     if spec.derivation is not None:
         for name in spec.derivation:
-            if name.upper() in upper:
-                return [upper.index(name.upper())]
+            if all(name.upper() in upper[rid] for rid in ids):
+                return (spelled(name),)
+        lacking = {name: next(rid for rid in ids if name.upper() not in upper[rid])
+                   for name in spec.derivation}
         raise ConfigError(
-            f"task {task.name!r}: recording {recording_id!r} has none of the channels "
-            f"{list(spec.derivation)} (it has {list(channels)}); the task uses one EEG derivation"
+            f"task {task.name!r} uses one EEG derivation, the first of {list(spec.derivation)} "
+            f"that every recording has, but each is missing somewhere (e.g. "
+            + ", ".join(f"{name} in {rid!r}" for name, rid in lacking.items()) + ")"
         )
     if spec.channels is not None:
-        missing = [name for name in spec.channels if name.upper() not in upper]
-        if missing:
+        for rid in ids:
+            missing = [name for name in spec.channels if name.upper() not in upper[rid]]
+            if missing:
+                raise ConfigError(
+                    f"task {task.name!r}: recording {rid!r} lacks channel(s) {missing} (it has "
+                    f"{list(recording_channels[rid])}); the task uses {list(spec.channels)}"
+                )
+        return tuple(spelled(name) for name in spec.channels)
+    for rid in ids[1:]:
+        if upper[rid] != upper[ids[0]]:
             raise ConfigError(
-                f"task {task.name!r}: recording {recording_id!r} lacks channel(s) {missing} "
-                f"(it has {list(channels)}); the task uses {list(spec.channels)}"
+                f"task {task.name!r}: recording {rid!r} has channels "
+                f"{list(recording_channels[rid])}, unlike {ids[0]!r} ({first}); a task that keeps "
+                "every channel needs one montage"
             )
-        return [upper.index(name.upper()) for name in spec.channels]
-    return list(range(len(channels)))
+    return tuple(first)
 
 
 def load_task_windows(task: Task, corpus: Corpus | str | os.PathLike) -> TaskWindows:
     """Read every labelled window of ``task`` from ``corpus`` into memory.
 
-    Channels are chosen by :func:`task_channel_rows`. A task that keeps every channel needs the
-    same channels in the same order in every recording (a classical feature vector has one slot
-    per channel); otherwise :class:`ConfigError` names the recording that differs.
+    Channels are chosen by :func:`task_channels`, so every window has the same channels in the
+    same order (a classical feature vector has one slot per channel, and a model's channel
+    embedding one electrode per name).
     """
     corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
     dataset = task_window_dataset(task, corpus)
     if len(dataset) == 0:
         raise DatasetError(f"task {task.name!r}: corpus {corpus.path} yields no labelled windows")
     entries = [corpus[rid] for rid in dataset.recording_ids]
-    rows = [task_channel_rows(task, e.channels, e.id) for e in entries]
-    channels = tuple(entries[0].channels[r] for r in rows[0])
-    if task.window.channels is None and task.window.derivation is None:
-        for entry in entries[1:]:
-            if entry.channels != entries[0].channels:
-                raise ConfigError(
-                    f"task {task.name!r}: recording {entry.id!r} has channels {list(entry.channels)}"
-                    f", unlike {entries[0].id!r} ({list(entries[0].channels)}); classical "
-                    "baselines need one montage"
-                )
+    channels = task_channels(task, {e.id: e.channels for e in entries})
+    rows = [[[c.upper() for c in e.channels].index(name.upper()) for name in channels]
+            for e in entries]
     units = {e.unit for e in entries}
     if len(units) != 1:
         raise ConfigError(f"task {task.name!r}: recordings in several units {sorted(units)}")
