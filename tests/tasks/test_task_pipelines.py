@@ -101,6 +101,15 @@ def test_a_task_without_local_data_says_so_and_how_to_get_it(tmp_path):
                             progress=False)
 
 
+def test_evaluate_command_on_a_task_without_data_exits_with_the_fetch_command(tmp_path, capsys):
+    status = main(["evaluate", "--task", "graz_mi", "--mirror", str(tmp_path / "empty"),
+                   "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "graz_mi" in error and "neurofm datasets fetch graz_mi" in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_eegmat_baseline_on_all_12_mirror_subjects_through_the_cli(mirror_dir, tmp_path, capsys):
     out = tmp_path / "out"
     status = main(["evaluate", "--task", "eegmat", "--baseline", "--corpus", str(tmp_path / "corpus"),
