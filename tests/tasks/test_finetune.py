@@ -12,6 +12,7 @@ import torch
 
 from neurofm.cli import main
 from neurofm.engine.checkpointing import save_checkpoint
+from neurofm.engine.config import to_dict
 from neurofm.engine.optim import param_groups
 from neurofm.engine.trainer import Trainer
 from neurofm.errors import ChannelError, ConfigError
@@ -84,6 +85,8 @@ def test_linear_probe_trains_the_head_and_leaves_the_backbone_bit_identical(tmp_
     network, _ = build_task_network(config, get_task("eegmat"), 200.0, 400, "100uV")
     before = {k: v.clone() for k, v in network.backbone.state_dict().items()}
     _train(network, _windows(), tmp_path, config)
+    # The resolved config saved with the run rebuilds the same job.
+    assert to_dict(load_finetune_config(tmp_path / "config.yaml")) == to_dict(config)
     after = network.backbone.state_dict()
     for name, value in before.items():
         if name.startswith("head."):

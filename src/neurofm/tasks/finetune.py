@@ -55,6 +55,7 @@ from neurofm.engine.checkpointing import CheckpointManager, checkpoint_meta, loa
 from neurofm.engine.config import (
     FinetuneConfig,
     config_from_dict,
+    load_config,
     parse_overrides,
     read_yaml,
     to_dict,
@@ -146,28 +147,27 @@ class FinetuneJobConfig(FinetuneConfig):
 def finetune_recipe(model: str) -> dict[str, Any]:
     """Recipe defaults for a registered model name, as nested config values.
 
-    LaBraM (METHODS.md §5): Base and small: layer decay 0.65, drop path 0.1, 50 epochs with 5 of
-    warm-up; Large: layer decay 0.8, 30 epochs, 3 warm-up; Huge: as Large with drop path 0.2.
-    Neuro-BERT (§6.4): lr 3e-4, 40 epochs (2 warm-up), plain cross-entropy, no layer decay or
-    drop path. All: selection by the validation score (``val/score``, maximised), one periodic
-    checkpoint kept per fold.
+    The engine's fine-tuning defaults for the model (METHODS.md §5: AdamW, lr 5e-4, layer-wise
+    decay 0.65 for Base; Large and Huge 30 epochs with 3 of warm-up and decay 0.8), then what a
+    fine-tuning job adds: drop path (LaBraM 0.1, Huge 0.2) and, for Neuro-BERT (§6.4), lr 3e-4,
+    40 epochs (2 of warm-up), plain cross-entropy, no layer decay or drop path. For all: model
+    selection by the validation score (``val/score``, maximised) and one periodic checkpoint kept
+    per fold.
     """
-    common = {"run": {"monitor": "val/score", "monitor_mode": "max", "keep_last": 1}}
+    if not model.startswith(("labram_", "neurobert_")):
+        raise ConfigError(f"no fine-tuning recipe for model {model!r}; use a labram_* or "
+                          "neurobert_* model")
+    engine = to_dict(load_config(FinetuneConfig, base={"model": model}))
+    recipe = _merged(to_dict(FinetuneJobConfig()), engine)
+    recipe = _merged(recipe, {"run": {"monitor": "val/score", "monitor_mode": "max",
+                                      "keep_last": 1}})
     if model.startswith("labram_"):
-        size = model.split("_")[1]
-        recipe: dict[str, Any] = {"drop_path": 0.1, "optim": {"layer_decay": 0.65}}
-        if size in ("large", "huge"):
-            recipe = {"drop_path": 0.2 if size == "huge" else 0.1,
-                      "optim": {"layer_decay": 0.8, "epochs": 30, "warmup_epochs": 3.0}}
-        return _merged(common, recipe)
-    if model.startswith("neurobert_"):
-        return _merged(common, {
-            "drop_path": 0.0, "label_smoothing": 0.0,
-            "optim": {"lr": 3e-4, "min_lr": 1e-6, "epochs": 40, "warmup_epochs": 2.0,
-                      "layer_decay": None},
-        })
-    raise ConfigError(f"no fine-tuning recipe for model {model!r}; use a labram_* or "
-                      "neurobert_* model")
+        return _merged(recipe, {"drop_path": 0.2 if model == "labram_huge" else 0.1})
+    return _merged(recipe, {
+        "drop_path": 0.0, "label_smoothing": 0.0,
+        "optim": {"lr": 3e-4, "min_lr": 1e-6, "epochs": 40, "warmup_epochs": 2.0,
+                  "layer_decay": None},
+    })
 
 
 def load_finetune_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -176,16 +176,22 @@ def load_finetune_config(yaml_path: str | Path | None = None, overrides: Sequenc
 
     ``flags`` holds values of dedicated command-line options (``task_name``, ``init``, ``mode``,
     ``model``, ``optim.epochs``...; None values are ignored). When the number of epochs is set but
-    the warm-up is not, the warm-up keeps the recipe's fraction of the run.
+    the warm-up is not, the warm-up keeps the recipe's fraction of the run. Binary tasks get no
+    label smoothing (one logit and BCE, METHODS.md §5).
     """
-    user: dict[str, Any] = read_yaml(yaml_path) if yaml_path is not None else {}
+    user: dict[str, Any] = {}
+    if yaml_path is not None:
+        user = read_yaml(yaml_path)
+        saved_task = user.pop("task", FinetuneJobConfig.task)  # a config.yaml a run saved
+        if saved_task != FinetuneJobConfig.task:
+            raise ConfigError(f"config file {yaml_path} holds a {saved_task!r} config, not a "
+                              "fine-tuning one")
     user = _merged(user, _nested({k: v for k, v in (flags or {}).items() if v is not None}))
     user = _merged(user, parse_overrides(overrides))
-    model = str(user.get("model") or FinetuneJobConfig.model)
-    recipe = _merged(to_dict(FinetuneJobConfig()), finetune_recipe(model))
+    recipe = finetune_recipe(str(user.get("model") or FinetuneJobConfig.model))
     task_name = user.get("task_name")
     if task_name and get_task(str(task_name)).n_classes == 2:
-        recipe["label_smoothing"] = 0.0  # one logit and BCE (METHODS.md §5)
+        recipe["label_smoothing"] = 0.0
     optim = user.get("optim", {})
     if "epochs" in optim and "warmup_epochs" not in optim:
         fraction = recipe["optim"]["warmup_epochs"] / recipe["optim"]["epochs"]
