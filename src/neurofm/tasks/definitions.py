@@ -139,13 +139,17 @@ class SplitSpec:
 
     def describe(self) -> str:
         """One sentence for reports."""
+        unit = self.unit
         if self.n_folds is None:
-            scheme = f"leave-one-{self.unit}-out"
-        else:
-            scheme = f"{self.n_folds}-fold cross-validation over {self.unit}s"
+            return (
+                f"leave-one-{unit}-out (seed {self.seed}): each fold tests one {unit}, validates "
+                f"on the next {self.val_groups} {unit}(s) and trains on the rest; every {unit} is "
+                "tested once and sits in one partition per fold"
+            )
         return (
-            f"{scheme} (seed {self.seed}); in each fold {self.val_groups} further group(s) of "
-            f"{self.unit}s validate and the rest train; no {self.unit} is in two partitions"
+            f"{self.n_folds}-fold cross-validation over {unit}s (seed {self.seed}): each fold "
+            f"tests one group of {unit}s, validates on the next {self.val_groups} group(s) and "
+            f"trains on the rest; every {unit} is tested once and sits in one partition per fold"
         )
 
 
