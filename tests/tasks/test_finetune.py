@@ -18,7 +18,7 @@ from neurofm.engine.trainer import Trainer
 from neurofm.errors import ChannelError, ConfigError
 from neurofm.data.batching import collate_windows
 from neurofm.data.splits import Split
-from neurofm.models.checkpoints import load_labram_checkpoint, save_pretrained
+from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained, save_pretrained
 from neurofm.models.registry import create_model
 from neurofm.objectives.classification import SupervisedObjective
 from neurofm.tasks.data import TaskWindows
@@ -175,8 +175,9 @@ def test_a_fold_without_a_defined_validation_score_keeps_the_last_weights_and_sa
     assert set(predictions.subject) == {"S0"} and predictions.y_prob.shape == (8, 2)
     selection = predictor.selection[0]
     assert selection["selected"] == "last" and "validation" in selection["reason"]
-    assert (tmp_path / "fold0" / selection["weights"]).is_file()
-    assert not (tmp_path / "fold0" / "checkpoints" / "best.pt").exists()
+    exported = load_pretrained(tmp_path / "fold0" / selection["weights"])
+    assert exported.n_outputs == 1  # the fine-tuned backbone with its binary head
+    assert not (tmp_path / "fold0" / "checkpoints").exists()
 
 
 def test_inconsistent_options_are_refused_with_the_option_named(tmp_path):
@@ -226,7 +227,9 @@ def test_finetune_command_on_real_eegmat_writes_results_with_split_metrics_and_r
     assert not set(fold["groups"]["test"]) & set(fold["groups"]["train"])
     assert summary["config"]["task_name"] == "eegmat" and summary["mode"] == "full"
     assert 0.0 <= summary["over_seeds"]["auroc"]["mean"] <= 1.0
-    assert summary["selection"]["0"]["fold0"]["selected"] in ("best", "last")
+    selection = summary["selection"]["0"]["fold0"]
+    assert selection["selected"] in ("best", "last")
+    assert (out / "seed0" / "fold0" / selection["weights"] / "model.safetensors").is_file()
     result = EvaluationResult.load(out / "seed0" / "result.json")
     assert set(result.predictions.subject) == set(fold["groups"]["test"])
     assert len(result.predictions.y_true) > 0

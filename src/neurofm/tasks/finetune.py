@@ -23,8 +23,9 @@ classical baseline on the same folds complete the output::
     OUT/results.json              summary: task, split, resolved config, metrics per seed,
                                   mean ± std over seeds
     OUT/seed<S>/result.json       neurofm evaluation result (folds, predictions, CIs)
-    OUT/seed<S>/fold<F>/          config.yaml, metrics.csv, checkpoints/best.pt, predictions.json,
-                                  adapter/ (LoRA: adapter_model.safetensors + configs)
+    OUT/seed<S>/fold<F>/          config.yaml, metrics.csv, predictions.json, and the selected
+                                  weights: model/ (neurofm format, with the head) or, for LoRA,
+                                  adapter/ (adapter_model.safetensors + configs)
     OUT/baseline.json             the classical baseline on the same folds
     OUT/report/                   report.md, report.html and the plots
 """
@@ -63,6 +64,7 @@ from neurofm.engine.config import (
 from neurofm.engine.distributed import DistributedContext
 from neurofm.engine.trainer import Trainer, seed_everything
 from neurofm.errors import ChannelError, ConfigError
+from neurofm.models.checkpoints import save_pretrained
 from neurofm.objectives.classification import SupervisedObjective, head_size, target_kind
 from neurofm.tasks.backbones import (
     TaskNetwork,
@@ -83,6 +85,7 @@ _log = logging.getLogger(__name__)
 
 Mode = Literal["full", "linear", "lora"]
 ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
 ADAPTER_SIDECAR = "neurofm_adapter.json"
 PREDICTIONS_FILE = "predictions.json"
 
@@ -468,24 +471,29 @@ class FineTunePredictor:
             onset=windows.onset[test])
         self.selection[index] = selection
         if self.ctx.is_main:
-            if config.mode == "lora":
-                save_lora_adapters(network, run_dir / ADAPTER_DIR, {
-                    "init": absolute_init(config.init), "model": config.model,
-                    "model_overrides": dict(config.model_overrides),
-                    "n_outputs": objective.n_outputs, "task": self.task.name,
-                    "class_names": list(self.task.class_names), "fold": fold.name,
-                    "seed": config.run.seed})
-            periodic = CheckpointManager(run_dir / "checkpoints").periodic()
-            if selection["selected"] == "best":
-                # The selected weights are checkpoints/best.pt; periodic ones only served resuming.
-                for path in periodic:
-                    path.with_suffix(".json").unlink(missing_ok=True)
-                    path.unlink(missing_ok=True)
-            elif periodic:
-                selection["weights"] = str(periodic[-1].relative_to(run_dir))
+            selection["weights"] = self._export(network, objective.n_outputs, fold, run_dir)
             atomic_write_json(saved, {"selection": selection, "init": self.init_info,
                                       "predictions": predictions.to_dict()})
+            # The fold is finished and its selected weights exported; the training checkpoints
+            # (optimizer state included) only served selection and resuming.
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         return predictions
+
+    def _export(self, network: TaskNetwork, n_outputs: int, fold: Split, run_dir: Path) -> str:
+        """Write the selected weights: ``model/`` (neurofm format, backbone with its head) or, for
+        LoRA, ``adapter/`` (adapters and head only). Returns the folder name."""
+        config = self.config
+        description = {"init": absolute_init(config.init), "model": config.model,
+                       "model_overrides": dict(config.model_overrides), "mode": config.mode,
+                       "n_outputs": n_outputs, "task": self.task.name,
+                       "class_names": list(self.task.class_names), "fold": fold.name,
+                       "seed": config.run.seed}
+        if config.mode == "lora":
+            save_lora_adapters(network, run_dir / ADAPTER_DIR, description)
+            return ADAPTER_DIR
+        save_pretrained(unwrap(network.backbone), run_dir / MODEL_DIR, model_name=config.model,
+                        extra=description)
+        return MODEL_DIR
 
     def _select(self, objective: SupervisedObjective, best: Path | None, step: int
                 ) -> dict[str, Any]:
@@ -497,9 +505,8 @@ class FineTunePredictor:
         objective.load_state_dict(state["model"])
         meta = checkpoint_meta(best)
         metrics = meta.get("metrics", {})
-        return {"selected": "best", "weights": "checkpoints/best.pt", "step": meta.get("step"),
-                "epoch": meta.get("epoch"), "val_score": metrics.get("score"),
-                "val_metrics": metrics}
+        return {"selected": "best", "step": meta.get("step"), "epoch": meta.get("epoch"),
+                "val_score": metrics.get("score"), "val_metrics": metrics}
 
 
 # --------------------------------------------------------------------------- the job
