@@ -259,3 +259,24 @@ def test_sine_plus_noise_toy_is_learned_to_low_loss(
         losses.append(output.loss.item())
     assert losses[0] > 1.0
     assert sum(losses[-20:]) / 20 < 0.1
+
+
+def test_fip_trains_on_real_myo_emg_in_device_units(mirror_dir: Path) -> None:
+    from neurofm.data.layouts import read_myo_gesture_file
+
+    recording = read_myo_gesture_file(mirror_dir / "myo_gestures" / "right_hand" / "12345-1"
+                                      / "1.txt")
+    assert recording.unit == "device" and recording.signal.shape[0] == 8
+    windows = torch.from_numpy(recording.signal[:, : 4 * 400]).reshape(8, 4, 400).transpose(0, 1)
+    model = neurobert_small(n_chans=8, patch_mode="mixed", patch_len=40,
+                            sfreq=recording.sfreq, input_unit=recording.unit)
+    patches = model.patchify(windows)  # counts in [-128, 127] become dimensionless
+    flat = patches.reshape(4, 8, -1)
+    torch.testing.assert_close(flat.mean(-1), torch.zeros(4, 8), atol=1e-4, rtol=0)
+    objective = FourierInversionPrediction(model)
+    batch = {"signal": windows, "channel_mask": torch.ones(4, 8, dtype=torch.bool),
+             "sfreq": recording.sfreq}
+    output = objective(batch)
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.blocks.parameters())
