@@ -131,7 +131,8 @@ def plot_per_subject(results: Sequence[EvaluationResult], metric: str, path: Pat
     """Grouped bars of ``metric`` per test subject, one bar per system, as a PNG."""
     subjects = sorted({s for r in results for s in r.subject_metrics})
     width = 0.8 / len(results)
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.6 * len(subjects) * len(results) + 2), 3.6))
+    width_inches = min(14.0, max(6.0, 0.25 * len(subjects) * len(results) + 3))
+    figure, axes = plt.subplots(figsize=(width_inches, 3.6))
     positions = np.arange(len(subjects))
     for k, result in enumerate(results):
         values = [result.subject_metrics.get(s, {}).get(metric, np.nan) for s in subjects]
@@ -146,7 +147,7 @@ def plot_per_subject(results: Sequence[EvaluationResult], metric: str, path: Pat
     chance = _chance_level(metric, len(results[0].class_names))
     if chance is not None:
         axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.set_title(f"{_METRIC_LABELS.get(metric, metric)} per test {results[0].task['split']['unit']}")
     axes.grid(axis="y", alpha=0.3)
     return _save_figure(figure, path)
