@@ -122,7 +122,8 @@ class EvaluationResult:
         system: the system's name in reports, e.g. ``"bandpower_logreg"`` or ``"labram_base"``.
         config: the system's settings (baseline hyperparameters, fine-tuning recipe...).
         folds: the splits (one per fold) the predictions were made on.
-        fold_metrics: per fold, every metric on that fold's test windows.
+        fold_metrics: per fold (in the order of ``folds``), every metric on that fold's test
+            windows (NaN for a fold without test windows).
         subject_metrics: per test subject, every metric on that subject's windows.
         pooled: every metric on all test windows together.
         over_folds: per metric, the t-interval of the mean of ``fold_metrics``.
@@ -303,6 +304,9 @@ def evaluate_predictions(
         if rows.any():
             part = predictions.select(rows)
             fold_metrics.append(classification_metrics(part.y_true, part.y_prob))
+        else:
+            # A fold whose test subjects have no windows keeps its place, with undefined metrics.
+            fold_metrics.append({name: float("nan") for name in METRIC_NAMES})
     subject_metrics = {}
     for subject in sorted(set(predictions.subject.tolist())):
         part = predictions.select(predictions.subject == subject)
