@@ -103,3 +103,14 @@ def test_too_little_data_for_one_step_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="fewer than one optimizer step"):
         Trainer(ToyObjective(), toy_config(data={"batch_size": 128}), tmp_path, ToyWindows(64))
+
+
+@pytest.mark.slow
+def test_compiled_objective_trains_like_the_eager_one(tmp_path):
+    # torch.compile needs a C++ toolchain and about a minute on two cores: excluded by default.
+    _, eager = _train(tmp_path / "eager", toy_config(run={"max_steps": 4}), val=False, dropout=0.0)
+    _, compiled = _train(tmp_path / "compiled", toy_config(run={"max_steps": 4, "compile": True}),
+                         val=False, dropout=0.0)
+    assert compiled.losses == pytest.approx(eager.losses, rel=1e-5)
+    state = load_checkpoint(compiled.last_checkpoint)["model"]
+    assert not any(name.startswith("_orig_mod") for name in state)
