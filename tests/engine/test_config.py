@@ -68,7 +68,8 @@ def test_yaml_then_flags_then_overrides_in_that_order(tmp_path):
 def test_override_values_are_coerced_to_field_types():
     config = load_config(PretrainConfig, overrides=[
         "objective=fip", "run.max_steps=20", "run.compile=true", "optim.clip_grad_norm=null",
-        "model_overrides={depth: 2}", "run.seed=1e3"])
+        "model_overrides={depth: 2}", "run.seed=1e3", "data.exclude_recordings=a/*,b"])
+    assert config.data.exclude_recordings == ["a/*", "b"]
     assert config.run.max_steps == 20 and config.run.compile is True
     assert config.optim.clip_grad_norm is None
     assert config.model_overrides == {"depth": 2}

@@ -61,6 +61,20 @@ def test_tokenizer_then_mem_pretraining_end_to_end(corpus, tmp_path):
     assert (mem_run / "model" / "config.json").is_file()
 
 
+def test_excluded_recordings_are_never_trained_or_validated_on(corpus, tmp_path):
+    import json
+
+    run_dir = tmp_path / "fip"
+    assert main(["pretrain", "--objective", "fip", "--corpus", str(corpus), "--out", str(run_dir),
+                 "--model", "neurobert_small", *FAST, "run.max_steps=2",
+                 "data.exclude_recordings=rec2"]) == 0
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["excluded"] == ["rec2"]
+    assert "rec2" not in split["train"] + split["val"]
+    assert main(["pretrain", "--objective", "fip", "--corpus", str(corpus), "--out",
+                 str(tmp_path / "typo"), "data.exclude_recordings=[tuab/*]"]) == 2
+
+
 def test_resume_continues_a_finished_cli_run_with_more_steps(corpus, tmp_path):
     run_dir = tmp_path / "fip"
     args = ["pretrain", "--objective", "fip", "--corpus", str(corpus), "--out", str(run_dir),

@@ -63,6 +63,9 @@ class DataConfig:
 
     ``batch_size`` is per process and per micro-step; one optimizer step sees
     ``batch_size * run.accumulation_steps * world_size`` windows (the global batch).
+    ``val_fraction`` of the subjects are held out for validation. ``exclude_recordings`` lists
+    recording ids or shell patterns (``"tuab/*"``) never trained on, e.g. the recordings a
+    downstream evaluation holds out.
     """
 
     batch_size: int = 64
@@ -70,6 +73,7 @@ class DataConfig:
     stride_seconds: float = 4.0
     val_fraction: float = 0.05
     num_workers: int = 0
+    exclude_recordings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -467,6 +471,12 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
             raise ConfigError(f"config option {name} needs {len(args)} values "
                               f"(e.g. {name}=0.9,0.999), got {value!r}")
         return tuple(_coerce(v, a, name) for v, a in zip(value, args))
+    if origin is list:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.strip("[] ").split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config option {name} must be a list, got {value!r}")
+        return [_coerce(v, args[0], name) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"config option {name} must be a mapping, got {value!r}")

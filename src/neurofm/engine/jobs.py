@@ -13,9 +13,10 @@ safetensors format, loadable with :func:`neurofm.models.checkpoints.load_pretrai
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -48,15 +49,19 @@ class WindowSplit:
     """
 
     def __init__(self, corpus: Corpus, window_seconds: float, stride_seconds: float,
-                 val_fraction: float, seed: int) -> None:
+                 val_fraction: float, seed: int, exclude: Sequence[str] = ()) -> None:
         self.corpus = corpus
-        subjects = {entry.subject or entry.id for entry in corpus}
+        self.excluded = _excluded_ids(corpus, exclude)
+        entries = [entry for entry in corpus if entry.id not in self.excluded]
+        if not entries:
+            raise ConfigError(f"data.exclude_recordings leaves no recording of corpus {corpus.path}")
+        subjects = {entry.subject or entry.id for entry in entries}
         if val_fraction > 0 and len(subjects) > 1:
-            split = group_split(corpus, by="subject", val_fraction=val_fraction, test_fraction=0.0,
+            split = group_split(entries, by="subject", val_fraction=val_fraction, test_fraction=0.0,
                                 seed=seed, name="pretraining")
             self.train_ids, self.val_ids = list(split.train), list(split.val)
         else:
-            self.train_ids, self.val_ids = sorted(corpus.ids), []
+            self.train_ids, self.val_ids = sorted(entry.id for entry in entries), []
         self.train = WindowDataset(corpus, window_seconds, stride_seconds, recording_ids=self.train_ids)
         # Validation windows do not overlap, and their indices follow the training ones so the
         # token-target cache (keyed by window index) never confuses the two.
@@ -66,7 +71,20 @@ class WindowSplit:
     def describe(self) -> dict[str, Any]:
         """What ``split.json`` records."""
         return {"corpus": str(self.corpus.path), "train": self.train_ids, "val": self.val_ids,
-                "train_windows": len(self.train), "val_windows": len(self.val or [])}
+                "excluded": sorted(self.excluded), "train_windows": len(self.train),
+                "val_windows": len(self.val or [])}
+
+
+def _excluded_ids(corpus: Corpus, patterns: Sequence[str]) -> set[str]:
+    excluded: set[str] = set()
+    for pattern in patterns:
+        matched = {rid for rid in corpus.ids if fnmatch.fnmatchcase(rid, pattern)}
+        if not matched:
+            # A pattern that matches nothing is almost always a typo that would leak test data.
+            raise ConfigError(f"data.exclude_recordings pattern {pattern!r} matches no recording of "
+                              f"corpus {corpus.path}; check the ids with `neurofm info`")
+        excluded |= matched
+    return excluded
 
 
 class _OffsetIndex(Dataset):
@@ -160,7 +178,8 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
         corpus = Corpus(corpus_dir)
         _check_corpus(config, corpus)
         data = WindowSplit(corpus, config.data.window_seconds, config.data.stride_seconds,
-                           config.data.val_fraction, config.run.seed)
+                           config.data.val_fraction, config.run.seed,
+                           exclude=config.data.exclude_recordings)
         if ctx.is_main:
             atomic_write_json(run_dir / "split.json", data.describe())
         # The same initial weights on every rank (DDP also broadcasts them from rank 0).
