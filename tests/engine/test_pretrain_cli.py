@@ -43,7 +43,7 @@ def test_pretrain_fip_loss_is_finite_and_falls(corpus, tmp_path):
     assert read_metrics(run_dir / "metrics.csv", split="val", name="loss")
 
 
-def test_tokenizer_then_mem_pretraining_end_to_end(corpus, tmp_path):
+def test_tokenizer_then_mem_pretraining_end_to_end(corpus, tmp_path, capsys):
     tokenizer_run = tmp_path / "tok"
     assert main(["tokenizer", "train", "--corpus", str(corpus), "--out", str(tokenizer_run),
                  "--model", "vqnsp_small", *FAST, "optim.lr=1e-3", "run.max_steps=6"]) == 0
@@ -51,6 +51,7 @@ def test_tokenizer_then_mem_pretraining_end_to_end(corpus, tmp_path):
     used = read_metrics(tokenizer_run / "metrics.csv", split="train", name="codebook_used_fraction")
     assert used and used[-1][3] > 0
     assert (tokenizer_run / "model" / "model.safetensors").is_file()
+    assert "% of the codebook in use" in capsys.readouterr().out
 
     mem_run = tmp_path / "mem"
     assert main(["pretrain", "--objective", "mem", "--tokenizer", str(tokenizer_run / "model"),

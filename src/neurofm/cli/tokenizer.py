@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(TokenizerTrainConfig, args, {})
     result = run_job(config, args.corpus, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"tokenizer ({config.model}): {result.step} steps; run folder {args.out}; "
+        used = result.last_metrics.get("codebook_used_fraction")
+        usage = "" if used is None else f", {100 * used:.1f}% of the codebook in use"
+        print(f"tokenizer ({config.model}): {result.step} steps{usage}; run folder {args.out}; "
               f"tokenizer at {args.out}/model")
     return 0

@@ -56,12 +56,15 @@ class TrainResult:
     """What a finished :meth:`Trainer.fit` returns.
 
     ``losses`` holds the training loss of every optimizer step this process ran (NaN for a
-    skipped step); ``best`` is the best monitored value seen (``None`` without evaluation).
+    skipped step); ``last_metrics`` the last logged training line (loss, lr, the objective's
+    metrics such as codebook usage); ``best`` is the best monitored value seen (``None`` without
+    evaluation).
     """
 
     step: int
     epoch: int
     losses: list[float] = field(default_factory=list)
+    last_metrics: dict[str, float] = field(default_factory=dict)
     best: float | None = None
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
@@ -156,6 +159,7 @@ class Trainer:
         self.best: float | None = None
         self.bad_streak = 0
         self.window = _LogWindow()
+        self.last_logged: dict[str, float] = {}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class Trainer:
             progress.close()
             metrics_log.close()
         result.step, result.epoch, result.best = self.step, self.epoch, self.best
+        result.last_metrics = dict(self.last_logged)
         if self.ctx.is_main and self.checkpoints.best_path().exists():
             result.best_checkpoint = self.checkpoints.best_path()
         return result
@@ -313,7 +318,8 @@ class Trainer:
                     f"{where}. Lower optim.lr, enable optim.clip_grad_norm, use "
                     "run.precision=fp32, or check the data for NaN/Inf windows, then --resume")
         if self.step % run.log_every_steps == 0:
-            metrics_log.log(self.step, self.epoch, "train", {**self.window.summary(), "lr": lr})
+            self.last_logged = {**self.window.summary(), "lr": lr}
+            metrics_log.log(self.step, self.epoch, "train", self.last_logged)
             self.window = _LogWindow(last_rate=self.window.last_rate)
         return loss_value
 
