@@ -13,6 +13,7 @@ safetensors format, loadable with :func:`neurofm.models.checkpoints.load_pretrai
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import logging
 from pathlib import Path
@@ -185,6 +186,8 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
         # The same initial weights on every rank (DDP also broadcasts them from rank 0).
         seed_everything(config.run.seed)
         objective, network = build_objective(config, data.train.window_length, run_dir, ctx)
+        sharded = ctx.is_distributed and config.run.distributed == "fsdp"
+        export_copy = copy.deepcopy(network) if sharded and ctx.is_main else None
         global_batch = config.data.batch_size * ctx.world_size
         trainer = Trainer(
             objective, config, run_dir, data.train, data.val, collate_fn=collate_windows,
@@ -200,33 +203,42 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
         cache = getattr(objective, "token_cache", None)
         if cache is not None:
             cache.save()
-        _export(network, trainer, result, run_dir, config, ctx)
+        _export(network, export_copy, trainer, result, run_dir, config, ctx)
         return result
     finally:
         distributed.shutdown_distributed()
 
 
-def _export(network: nn.Module, trainer: Trainer, result: TrainResult, run_dir: Path,
-            config: TrainConfig, ctx: distributed.DistributedContext) -> None:
+def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
+            result: TrainResult, run_dir: Path, config: TrainConfig,
+            ctx: distributed.DistributedContext) -> None:
+    """Write the trained network (best validation weights when validation ran) to run_dir/model.
+
+    Called on every rank: under FSDP, gathering the final weights is a collective. Sharded
+    parameters cannot be saved as they are, so ``export_copy`` (an unsharded copy taken before
+    sharding) receives the weights instead.
+    """
     from neurofm.engine.checkpointing import load_checkpoint
     from neurofm.models.checkpoints import save_pretrained
 
+    prefix = _prefix_of(trainer.module, network)
+    # trainer.best is reduced over ranks, so every rank takes the same branch.
+    use_best = trainer.best is not None
+    state = None if use_best else distributed.model_state_dict(trainer.model)
     if not ctx.is_main:
         return
-    source = "final"
-    if result.best_checkpoint is not None:
-        # The objective's state dict holds the network under one prefix; take the best weights.
-        best = load_checkpoint(result.best_checkpoint)["model"]
-        prefix = _prefix_of(trainer.module, network)
-        network.load_state_dict({k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)})
-        source = f"best ({config.run.monitor})"
+    if use_best:
+        state = load_checkpoint(trainer.checkpoints.best_path())["model"]
+    target = export_copy if export_copy is not None else network
+    target.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    source = f"best ({config.run.monitor})" if use_best else "final"
     try:
-        save_pretrained(network, run_dir / "model", model_name=config.model,
+        save_pretrained(target, run_dir / "model", model_name=config.model,
                         extra={"trained_by": f"neurofm {config.task}", "weights": source,
                                "step": result.step})
     except CheckpointError as error:
         logger.warning("the trained %s stays in the training checkpoints only: %s",
-                       type(network).__name__, error)
+                       type(target).__name__, error)
 
 
 def _prefix_of(objective: nn.Module, network: nn.Module) -> str:
