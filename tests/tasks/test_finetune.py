@@ -23,6 +23,7 @@ from neurofm.models.registry import create_model
 from neurofm.objectives.classification import SupervisedObjective
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import get_task
+from neurofm.tasks.embed import load_embedding_model
 from neurofm.tasks.evaluate import EvaluationResult
 from neurofm.tasks.finetune import (
     FineTunePredictor,
@@ -120,8 +121,11 @@ def test_lora_trains_only_adapters_saves_them_apart_and_reloads_to_the_same_outp
     batch = collate_windows([TaskWindowDataset(windows)[i] for i in range(6)])
     network.eval()
     reloaded = load_lora_model(adapter)
+    embedder, _ = load_embedding_model(str(adapter))  # `neurofm embed` takes adapter folders
     with torch.no_grad():
         torch.testing.assert_close(reloaded(batch), network(batch), rtol=0, atol=1e-6)
+        torch.testing.assert_close(embedder.features(batch), network.features(batch),
+                                   rtol=0, atol=1e-6)
 
 
 def test_official_checkpoint_initialises_the_backbone_with_exactly_its_weights(golden_dir):

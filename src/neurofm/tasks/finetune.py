@@ -599,7 +599,10 @@ def run_finetune(
             max_folds=max_folds, progress=progress, n_resamples=n_resamples, seed=0,
             history_csv="fold0/metrics.csv",
         )
-        result.config["selection"] = {f"fold{i}": s for i, s in sorted(predictor.selection.items())}
+        # Compact here (the report prints it); results.json keeps every validation metric.
+        result.config["selection"] = {
+            f"fold{i}": {k: v for k, v in s.items() if k in ("selected", "epoch", "val_score")}
+            for i, s in sorted(predictor.selection.items())}
         result.config["init"] = predictor.init_info
         init_info = predictor.init_info
         selections[int(seed)] = predictor.selection
