@@ -97,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the fine-tuning job; print the summary and where files went."""
+    from neurofm.engine.distributed import barrier, init_distributed
     from neurofm.tasks.data import (
         default_corpus_root,
         load_task_windows,
@@ -130,10 +131,20 @@ def run(args: argparse.Namespace) -> int:
 
     task = get_task(args.task)
     corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
-    corpus, preparation = prepare_task_corpus(
-        task, corpus_root, mirror=args.mirror, dataset_dir=args.dataset_dir,
-        workers=args.workers, progress=not args.quiet)
-    print(preparation.summary())
+    ctx = init_distributed(config.run.device)
+
+    def prepare(progress: bool):
+        return prepare_task_corpus(task, corpus_root, mirror=args.mirror,
+                                   dataset_dir=args.dataset_dir, workers=args.workers,
+                                   progress=progress)
+
+    # Under torchrun, rank 0 prepares the corpus; the others then find every recording done.
+    if ctx.is_main:
+        corpus, preparation = prepare(not args.quiet)
+        print(preparation.summary())
+    barrier(ctx)
+    if not ctx.is_main:
+        corpus, _ = prepare(False)
     windows = load_task_windows(task, corpus)
     folds = task_folds(task, corpus)
     outcome = run_finetune(
@@ -142,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path),
         compare=compare)
 
+    if not ctx.is_main:
+        return 0
     first = outcome.results[0]
     print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: {len(first.folds)} folds, "
           f"seeds {list(args.seeds)}, {len(first.predictions.y_true)} test windows per seed")

@@ -612,7 +612,7 @@ def run_finetune(
         results.append(result)
 
     baseline_result = None
-    if baseline:
+    if baseline and ctx.is_main:
         method = get_baseline(task.baseline)
         baseline_result = evaluate_system(
             task, method.name, BaselinePredictor(method, windows, task.n_classes), folds,
