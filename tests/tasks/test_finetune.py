@@ -204,11 +204,35 @@ def test_multiclass_tasks_get_label_smoothing_and_binary_tasks_one_logit():
     large = load_finetune_config(flags={"task_name": "eegmat", "model": "labram_large",
                                         "optim.epochs": 10})
     assert large.optim.layer_decay == 0.8 and large.optim.warmup_epochs == pytest.approx(1.0)
-    objective = SupervisedObjective(torch.nn.Linear(3, 1), "binary", 2)
-    logits = torch.tensor([[0.0], [2.0]])
-    probabilities = objective.predictions(logits)
-    assert probabilities.shape == (2, 2)
-    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
+
+
+class _Outputs(torch.nn.Module):
+    """A stand-in network whose outputs are the batch's ``signal``."""
+
+    def forward(self, batch):
+        return batch["signal"]
+
+
+def test_objective_losses_binary_bce_smoothed_cross_entropy_and_regression_mse():
+    logits = torch.tensor([[0.0], [2.0], [-1.0]])
+    binary = SupervisedObjective(_Outputs(), "binary", 2)
+    batch = {"signal": logits, "label": torch.tensor([0, 1, 1])}
+    loss, probabilities = binary.evaluate_batch(batch)
+    torch.testing.assert_close(loss, torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 0], torch.tensor([0.0, 1.0, 1.0])))
+    torch.testing.assert_close(probabilities[:, 1], torch.sigmoid(logits[:, 0]))
+    scores = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
+    labels = torch.tensor([0, 1])
+    multiclass = SupervisedObjective(_Outputs(), "multiclass", 3, label_smoothing=0.1)
+    output = multiclass({"signal": scores, "label": labels})
+    torch.testing.assert_close(output.loss, torch.nn.functional.cross_entropy(
+        scores, labels, label_smoothing=0.1))
+    assert float(output.metrics["accuracy"]) == 0.5
+    targets = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+    regression = SupervisedObjective(_Outputs(), "regression", 2)
+    values = torch.tensor([[0.0, -1.0], [2.0, 1.0]])
+    output = regression({"signal": values, "label": targets})
+    assert float(output.loss) == pytest.approx(((values - targets) ** 2).mean().item())
 
 
 def test_finetune_command_on_real_eegmat_writes_results_with_split_metrics_and_report(
