@@ -197,13 +197,18 @@ def test_inconsistent_options_are_refused_with_the_option_named(tmp_path):
         build_task_network(_config(), get_task("eegmat"), 200.0, 400, "100uV", ("EMG1", "EMG2"))
 
 
-def test_multiclass_tasks_get_label_smoothing_and_binary_tasks_one_logit():
-    sleep = load_finetune_config(overrides=_QUIET, flags={"task_name": "dreams_sleep",
-                                                          "model": "labram_small"})
+def test_recipe_defaults_follow_the_model_family_size_and_task():
+    sleep = load_finetune_config(flags={"task_name": "dreams_sleep", "model": "labram_small"})
     assert sleep.label_smoothing == 0.1 and sleep.optim.layer_decay == 0.65
+    assert sleep.drop_path == 0.1 and sleep.run.monitor == "val/score"
+    assert load_finetune_config(flags={"task_name": "eegmat"}).label_smoothing == 0.0  # binary
     large = load_finetune_config(flags={"task_name": "eegmat", "model": "labram_large",
                                         "optim.epochs": 10})
     assert large.optim.layer_decay == 0.8 and large.optim.warmup_epochs == pytest.approx(1.0)
+    neurobert = load_finetune_config(flags={"task_name": "myo_gestures",
+                                            "model": "neurobert_small"})
+    assert neurobert.optim.lr == 3e-4 and neurobert.optim.layer_decay is None
+    assert neurobert.label_smoothing == 0.0 and neurobert.drop_path == 0.0
 
 
 class _Outputs(torch.nn.Module):
