@@ -60,9 +60,11 @@ def _cpu_model() -> str:
 
 
 def describe_machine() -> str:
-    """One line: CPU model, cores, torch version and CPU capability, threads, GPU if any."""
+    """One line: CPU model, cores, torch version and CPU capability, threads, the 1-minute load
+    average (other processes competing for the cores), GPU if any."""
     text = (f"{_cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)")
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), "
+            f"load average {os.getloadavg()[0]:.1f}")
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
