@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -110,3 +112,18 @@ def test_ddp_ranks_keep_an_identical_codebook(tmp_path) -> None:
     torch.testing.assert_close(first["codebook"], second["codebook"], rtol=0, atol=0)
     torch.testing.assert_close(first["usage"], second["usage"], rtol=0, atol=0)
     assert float(first["usage"].sum()) > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_real=st.integers(1, 4), n_pad=st.integers(0, 3), n_patches=st.integers(1, 3),
+       seed=st.integers(0, 10_000))
+def test_fourier_targets_of_real_tokens_ignore_padding(n_real: int, n_pad: int, n_patches: int,
+                                                       seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    real = torch.randn(1, n_real, n_patches, 200, generator=generator)
+    padded = torch.cat((real, 5 * torch.randn(1, n_pad, n_patches, 200, generator=generator)), dim=1)
+    valid = torch.tensor([[True] * n_real + [False] * n_pad]).repeat_interleave(n_patches, dim=1)
+    alone = fourier_targets(real)
+    with_padding = fourier_targets(padded, valid)
+    for expected, actual in zip(alone, with_padding):
+        torch.testing.assert_close(actual[:, : n_real * n_patches], expected, rtol=1e-4, atol=1e-4)
