@@ -83,9 +83,10 @@ def _masked_group_norm(x: torch.Tensor, norm: nn.GroupNorm, valid: torch.Tensor)
     """GroupNorm of ``x [B, C, L, T]`` with statistics over the valid rows ``valid [B, L]`` only."""
     batch, channels, rows, time = x.shape
     groups = norm.num_groups
-    grouped = x.reshape(batch, groups, channels // groups, rows, time)
-    weight = valid.reshape(batch, 1, 1, rows, 1).to(x.dtype)
-    count = valid.sum(dim=1).to(x.dtype).clamp(min=1) * (channels // groups) * time
+    # Statistics in fp32 even under autocast, as autocast runs F.group_norm.
+    grouped = x.float().reshape(batch, groups, channels // groups, rows, time)
+    weight = valid.reshape(batch, 1, 1, rows, 1).to(grouped.dtype)
+    count = valid.sum(dim=1).to(grouped.dtype).clamp(min=1) * (channels // groups) * time
     count = count.reshape(batch, 1, 1, 1, 1)
     mean = (grouped * weight).sum(dim=(2, 3, 4), keepdim=True) / count
     centred = grouped - mean
