@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-AREAS = ("data", "models", "neurobert", "engine")
+AREAS = ("data", "models", "neurobert", "engine", "finetune")
 COLUMNS = ("benchmark", "value", "unit", "reference", "reference_value", "target", "note")
 
 
