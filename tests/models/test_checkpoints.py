@@ -132,3 +132,15 @@ def test_backbone_from_a_neurofm_pretraining_checkpoint(tmp_path: Path) -> None:
     assert backbone.head.out_features == 3
     torch.testing.assert_close(backbone.state_dict()["blocks.1.attn.qkv.weight"],
                                mem.state_dict()["student.blocks.1.attn.qkv.weight"])
+
+
+def test_official_training_checkpoint_with_saved_arguments_loads(tmp_path: Path) -> None:
+    import argparse
+
+    model = Labram(n_outputs=2, config=LABRAM_CONFIGS["small"])
+    path = tmp_path / "checkpoint-best.pth"
+    # The official engines save their argparse arguments and the epoch beside the weights.
+    torch.save({"model": model.state_dict(), "args": argparse.Namespace(lr=5e-4, batch_size=64),
+                "epoch": 3}, path)
+    loaded = load_labram_checkpoint(path)
+    torch.testing.assert_close(loaded.state_dict()["head.weight"], model.state_dict()["head.weight"])
