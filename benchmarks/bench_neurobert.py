@@ -21,6 +21,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -171,11 +172,15 @@ def eegmat_final_loss(objective: str, windows: torch.Tensor, steps: int, seed: i
 
 def run(quick: bool = False) -> list[dict]:
     """Benchmark rows (see the module docstring)."""
+    return list(benchmark_rows(quick))
+
+
+def benchmark_rows(quick: bool = False) -> Iterator[dict]:
+    """The rows of :func:`run`, each yielded as soon as it is measured."""
     device = _device()
     shape = f"batch {BATCH_SIZE} x {N_CHANS} ch x {N_TIMES // 200} s, {device.type}"
     models = ("neurobert_small",) if quick else ("neurobert_small", "neurobert_base")
     steps, repeats = (2, 1) if quick else (5, 3)
-    rows: list[dict] = []
     for model_name in models:
         rates = {
             (objective, bf16): train_step_rate(model_name, objective, bf16, steps, repeats)
@@ -192,35 +197,35 @@ def run(quick: bool = False) -> list[dict]:
                     target = "FIP within 20% of mae-time (the FFT head is small)"
                 else:
                     reference, reference_value, target = None, None, "informative"
-                rows.append({
+                yield {
                     "benchmark": f"{model_name} {objective} train step {precision}",
                     "value": rates[(objective, bf16)], "unit": "samples/s",
                     "reference": reference, "reference_value": reference_value,
                     "target": target, "note": shape,
-                })
+                }
             agreement, loss_fp32 = bf16_loss_agreement(model_name, objective)
-            rows.append({
+            yield {
                 "benchmark": f"{model_name} {objective} loss bf16 vs fp32",
                 "value": agreement, "unit": "relative difference",
                 "reference": "fp32 loss", "reference_value": loss_fp32,
                 "target": "< 0.01", "note": f"same weights, mask and batch; {shape}",
-            })
+            }
     toy_steps = 150 if quick else 500
     for random_phase in (False, True):
         toy = "random-phase" if random_phase else "phase-locked"
         fip = toy_final_loss("fip", random_phase, toy_steps)
         mae = toy_final_loss("mae-time", random_phase, toy_steps)
-        rows.append({
+        yield {
             "benchmark": f"FIP masked MSE, {toy} 7 Hz sine toy",
             "value": fip, "unit": "masked MSE (z-scored)",
             "reference": "mae-time, same toy and steps", "reference_value": mae,
             "target": "[3P] claim (unverified): FIP <= mae-time",
             "note": f"neurobert_small, P=40, mask 0.5, {toy_steps} AdamW steps at 3e-3, "
                     "mean of last 20; zeros score ~1, noise floor ~0.02",
-        })
+        }
     eeg_steps = 60 if quick else 300
     windows = eegmat_windows()
-    rows.append({
+    yield {
         "benchmark": "FIP masked MSE, eegmat resting EEG",
         "value": eegmat_final_loss("fip", windows, eeg_steps), "unit": "masked MSE (z-scored)",
         "reference": "mae-time, same data and steps",
@@ -228,16 +233,15 @@ def run(quick: bool = False) -> list[dict]:
         "target": "< 1 (predicting zeros); [3P] claim (unverified): FIP <= mae-time",
         "note": f"neurobert_small, {tuple(windows.shape)} windows of 4 s from 4 subjects, "
                 f"mask 0.5, {eeg_steps} AdamW steps at 1e-3, batch 16, mean of last 20",
-    })
-    return rows
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small model, few steps")
     args = parser.parse_args()
-    for row in run(quick=args.quick):
-        print(json.dumps(row))
+    for row in benchmark_rows(quick=args.quick):
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
