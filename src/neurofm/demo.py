@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from neurofm.atomic import atomic_write_json
 from neurofm.data.corpus import Corpus
 from neurofm.data.prepare import prepare_corpus
@@ -93,10 +95,9 @@ class DemoSettings:
         return dataclasses.asdict(self)
 
 
-#: ``neurofm demo``: 12 subjects, 2 of the 6 folds scored (4 test subjects), about 10 minutes on
-#: a 2-core CPU.
-FULL = DemoSettings(subjects=12, eval_folds=2, tokenizer_steps=150, mem_steps=150, fip_steps=150,
-                    finetune_epochs=6)
+#: ``neurofm demo``: 12 subjects, 2 of the 6 folds scored (4 test subjects held out of pretraining).
+FULL = DemoSettings(subjects=12, eval_folds=2, tokenizer_steps=300, mem_steps=300, fip_steps=600,
+                    finetune_epochs=10)
 #: ``neurofm demo --quick``: the same stages with 6 subjects, one fold and a few steps (smoke test).
 QUICK = DemoSettings(subjects=6, eval_folds=1, tokenizer_steps=4, mem_steps=4, fip_steps=4,
                      finetune_epochs=1, pretrain_batch_size=16, finetune_batch_size=32,
@@ -184,11 +185,12 @@ def demo_sources(task: Task, n_subjects: int, mirror: str | Path | None = None
         sources = task_sources(task, mirror=mirror)
     subjects = sorted({source.subject or source.id for source in sources})
     needed = task.split.n_folds or 2
-    if len(subjects) < min(n_subjects, needed):
+    if len(subjects) < needed or n_subjects < needed:
         raise DatasetError(
             f"the demo needs at least {needed} {task.dataset} subjects for the task's {needed} "
-            f"folds, but only {len(subjects)} are available ({', '.join(subjects)}); run "
-            f"`neurofm datasets fetch {task.dataset}` to download the rest")
+            f"folds; {n_subjects} were asked for and {len(subjects)} are available "
+            f"({', '.join(subjects)}); run `neurofm datasets fetch {task.dataset}` to download "
+            "the rest")
     chosen = set(subjects[:n_subjects])
     return [source for source in sources if (source.subject or source.id) in chosen]
 
@@ -199,8 +201,9 @@ def held_out_subjects(folds: list[Split]) -> list[str]:
 
 
 def _pretrain_overrides(settings: DemoSettings, steps: int, progress: bool) -> list[str]:
+    # With run.max_steps the epochs only set the warm-up fraction: 1 of 10 is 10% of the steps.
     return [f"run.max_steps={steps}", f"optim.lr={settings.pretrain_lr}",
-            "optim.lr_batch_scaling=none", "optim.warmup_epochs=0.5",
+            "optim.lr_batch_scaling=none", "optim.epochs=10", "optim.warmup_epochs=1",
             f"data.batch_size={settings.pretrain_batch_size}", "data.window_seconds=4",
             "data.stride_seconds=4", "run.tensorboard=false", f"run.progress={str(progress).lower()}",
             "run.device=cpu", "run.keep_last=1"]
@@ -235,6 +238,7 @@ def run_demo(
     settings: DemoSettings | None = None,
     mirror: str | Path | None = None,
     progress: bool = True,
+    threads: int | None = None,
     say: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run the demo into ``out_dir`` and return what it produced.
@@ -250,10 +254,22 @@ def run_demo(
         settings: explicit settings (overrides ``quick``).
         mirror: dataset mirror folder (default ``$NEUROFM_MIRROR``, then the download cache).
         progress: tqdm progress bars inside the stages.
+        threads: torch intra-op threads while the demo runs (restored afterwards); None keeps the
+            current setting.
         say: where the stage lines go (``print`` by default).
     """
-    settings = settings or (QUICK if quick else FULL)
-    out_dir = Path(out_dir)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_demo(Path(out_dir), settings or (QUICK if quick else FULL), quick, mirror,
+                         progress, say)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_demo(out_dir: Path, settings: DemoSettings, quick: bool, mirror: str | Path | None,
+              progress: bool, say: Callable[[str], None]) -> DemoResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     task = get_task(TASK_NAME)
     clock = _StageClock(say)
@@ -279,7 +295,8 @@ def run_demo(
     clock.end("prepare", started,
               f"{len(corpus)} recordings ({preparation.hours * 60:.0f} min of EEG); "
               f"test subjects {', '.join(held_out)} held out of pretraining, which uses "
-              f"{len(pretrain_sources)} recordings of {len(pretraining_subjects)} subjects")
+              f"{len(pretrain_sources)} recordings of {len(pretraining_subjects)} subjects "
+              f"({pretrain_preparation.hours * 60:.0f} min)")
 
     # 2. VQ-NSP tokenizer.
     started = clock.begin("tokenizer", f"{TOKENIZER_MODEL}, {settings.tokenizer_steps} steps")

@@ -103,7 +103,10 @@ def test_readme_commands_run_in_order(mirror_dir: Path, golden_dir: Path, tmp_pa
             name = f"Subject{subject:02d}_{part}.edf"
             shutil.copyfile(mirror_dir / "eegmat" / name, small_mirror / name)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MPLBACKEND": "Agg", "NEUROFM_MIRROR": str(small_mirror.parent)}
+           "MPLBACKEND": "Agg", "NEUROFM_MIRROR": str(small_mirror.parent),
+           # One thread per command, as the test workers use: two OpenMP threads on a busy
+           # 2-core machine spend most of their time waiting for each other.
+           "OMP_NUM_THREADS": "1"}
     for block in readme_blocks():
         if block["skip"] is not None:
             continue

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from neurofm.demo import FULL, QUICK, run_demo
+from neurofm.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the subjects not held out, fine-tune both (and both from scratch) on rest vs mental "
             "arithmetic, score the held-out subjects next to the band-power baseline, and write a "
             f"Markdown + HTML report with plots. Default: {FULL.subjects} subjects, "
-            f"{FULL.eval_folds} scored folds, about 10 minutes on a 2-core CPU; --quick: "
+            f"{FULL.eval_folds} scored folds, under 15 minutes on a 2-core CPU; --quick: "
             f"{QUICK.subjects} subjects, {QUICK.eval_folds} fold, a few steps, under 3 minutes."
         ),
     )
@@ -31,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="smoke-test size: fewer subjects, one fold, a few steps")
     parser.add_argument("--mirror", default=None, metavar="DIR",
                         help="dataset mirror holding verified files (default: NEUROFM_MIRROR)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch threads (default 1: the demo's models are small, and on a busy "
+                             "2-core machine one thread ran their training steps 5 to 30 times "
+                             "faster than two, whose OpenMP threads wait for each other)")
     parser.add_argument("--quiet", action="store_true",
                         help="stage lines only, no progress bars")
     parser.set_defaults(func=run)
@@ -39,5 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; the stage lines, the results table and the output paths go to stdout."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run_demo(args.out, quick=args.quick, mirror=args.mirror, progress=not args.quiet)
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    run_demo(args.out, quick=args.quick, mirror=args.mirror, progress=not args.quiet,
+             threads=args.threads)
     return 0
