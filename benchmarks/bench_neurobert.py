@@ -21,7 +21,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -65,14 +65,39 @@ def _objective(model_name: str, objective: str, device: torch.device,
     return OBJECTIVES[objective](model, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
-def train_step_rate(model_name: str, objective: str, bf16: bool, steps: int,
-                    repeats: int = 3) -> float:
-    """Samples per second of full training steps (best of ``repeats`` timed runs of ``steps``)."""
-    device = _device()
-    module = _objective(model_name, objective, device)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=0.01)
-    batch = _batch(device)
+def train_step_rates(model_name: str, steps: int, repeats: int = 3
+                     ) -> dict[tuple[str, bool], float]:
+    """Samples per second of full training steps, per ``(objective, bf16)``.
 
+    The configurations are timed in turn within each repeat (best of ``repeats`` runs of
+    ``steps``), so a busy shared machine slows them alike instead of biasing one of them.
+    """
+    device = _device()
+    batch = _batch(device)
+    steppers = {}
+    for objective in OBJECTIVES:
+        for bf16 in (False, True):
+            module = _objective(model_name, objective, device)
+            optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=0.01)
+            steppers[(objective, bf16)] = _training_step(module, optimizer, batch, device, bf16)
+    for step in steppers.values():
+        for _ in range(2):  # warm-up: allocator, kernel selection, FFT plans
+            step()
+    best = dict.fromkeys(steppers, float("inf"))
+    for _ in range(repeats):
+        for key, step in steppers.items():
+            _synchronize(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _synchronize(device)
+            best[key] = min(best[key], time.perf_counter() - start)
+    return {key: steps * BATCH_SIZE / seconds for key, seconds in best.items()}
+
+
+def _training_step(module: MaskedPatchObjective, optimizer: torch.optim.Optimizer,
+                   batch: dict[str, torch.Tensor], device: torch.device, bf16: bool
+                   ) -> Callable[[], None]:
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = module(batch)
@@ -80,17 +105,7 @@ def train_step_rate(model_name: str, objective: str, bf16: bool, steps: int,
         output.loss.backward()
         optimizer.step()
 
-    for _ in range(2):  # warm-up: allocator, kernel selection, FFT plans
-        step()
-    best = float("inf")
-    for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return steps * BATCH_SIZE / best
+    return step
 
 
 def bf16_loss_agreement(model_name: str, objective: str) -> tuple[float, float]:
@@ -182,10 +197,7 @@ def benchmark_rows(quick: bool = False) -> Iterator[dict]:
     models = ("neurobert_small",) if quick else ("neurobert_small", "neurobert_base")
     steps, repeats = (2, 1) if quick else (5, 3)
     for model_name in models:
-        rates = {
-            (objective, bf16): train_step_rate(model_name, objective, bf16, steps, repeats)
-            for objective in OBJECTIVES for bf16 in (False, True)
-        }
+        rates = train_step_rates(model_name, steps, repeats)
         for objective in OBJECTIVES:
             for bf16 in (False, True):
                 precision = "bf16 autocast" if bf16 else "fp32"
