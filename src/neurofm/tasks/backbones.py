@@ -34,7 +34,11 @@ from torch import nn
 
 from neurofm.channels import vocabulary_indices
 from neurofm.errors import CheckpointError, ConfigError
-from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained
+from neurofm.models.checkpoints import (
+    backbone_from_masked_model,
+    load_labram_checkpoint,
+    load_pretrained,
+)
 from neurofm.models.labram import MAX_PATCHES, PATCH_SIZE, SAMPLING_RATE, Labram
 from neurofm.models.labram_pretrain import LabramForMaskedEEG
 from neurofm.models.neurobert import NeuroBert
@@ -76,11 +80,7 @@ def as_backbone(module: nn.Module, source: str) -> nn.Module:
     if isinstance(module, (Labram, NeuroBert)):
         return module
     if isinstance(module, LabramForMaskedEEG):
-        backbone = Labram(config=replace(module.config, use_mean_pooling=True))
-        student = {k: v for k, v in module.student.state_dict().items()
-                   if not k.startswith("norm.")}
-        load_matching(backbone, student, source, newly_initialised=("fc_norm.", "head."))
-        return backbone
+        return backbone_from_masked_model(module).train()
     raise CheckpointError(f"{source} holds a {type(module).__name__}, not a LaBraM or Neuro-BERT "
                           "backbone (a VQ-NSP tokenizer cannot be fine-tuned)")
 
