@@ -42,7 +42,9 @@ class VQNSPObjective(nn.Module):
         self.restart_dead_every = restart_dead_every
         self.dead_below = dead_below
         self.autocast_dtype = autocast_dtype
-        self.steps = 0
+        # A buffer, not a Python int, so checkpoints carry it and a resumed run keeps the
+        # dead-code restart schedule of an uninterrupted one.
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         signal, channel_index = batch["signal"], batch["channel_index"]
@@ -71,7 +73,7 @@ class VQNSPObjective(nn.Module):
         metrics["codebook_used_fraction"] = usage["used_fraction"]
         if self.training:
             self.steps += 1
-            if self.restart_dead_every and self.steps % self.restart_dead_every == 0:
+            if self.restart_dead_every and int(self.steps) % self.restart_dead_every == 0:
                 z = out.z.detach().reshape(-1, quantizer.dim)
                 if out.token_valid is not None:
                     z = z[out.token_valid.reshape(-1)]
