@@ -40,6 +40,14 @@ def test_tokenizer_and_finetune_recipe_defaults():
     assert finetune.optim.layer_decay == 0.65
 
 
+def test_tokenizer_restarts_dead_codes_by_default_and_validates_the_threshold():
+    tokenizer = load_config(TokenizerTrainConfig)
+    assert (tokenizer.restart_dead_every, tokenizer.dead_code_fraction) == (10, 0.4)
+    assert load_config(TokenizerTrainConfig, overrides=["restart_dead_every=0"]).restart_dead_every == 0
+    with pytest.raises(ConfigError, match="dead_code_fraction"):
+        load_config(TokenizerTrainConfig, overrides=["dead_code_fraction=1.5"])
+
+
 def test_named_model_adds_its_own_defaults_under_explicit_values():
     huge = load_config(PretrainConfig, base={"objective": "mem", "tokenizer": "t",
                                              "model": "labram_huge_mem"})

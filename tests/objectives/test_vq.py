@@ -41,3 +41,25 @@ def test_restart_runs_on_schedule_and_reports_the_count() -> None:
     second = objective(_batch())
     assert "restarted_codes" not in first.metrics
     assert second.metrics["restarted_codes"] > 0
+
+
+def test_relative_dead_threshold_scales_with_the_mean_code_usage() -> None:
+    torch.manual_seed(0)
+    objective = VQNSPObjective(create_model("vqnsp_small", n_codes=64), restart_dead_every=1,
+                               dead_fraction=0.4).train()
+    out = objective(_batch())
+    usage = objective.tokenizer.quantizer.usage
+    threshold = 0.4 * float(usage.mean())
+    assert objective._dead_threshold() == threshold
+    # Every code below 40% of the mean usage was re-seeded and given the live codes' mean usage.
+    assert out.metrics["restarted_codes"] > 0
+    assert float(usage.min()) >= threshold
+
+
+def test_checkpointed_step_counter_keeps_the_restart_schedule() -> None:
+    objective = VQNSPObjective(create_model("vqnsp_small", n_codes=64), restart_dead_every=3).train()
+    objective(_batch())
+    objective(_batch())
+    resumed = VQNSPObjective(create_model("vqnsp_small", n_codes=64), restart_dead_every=3)
+    resumed.load_state_dict(objective.state_dict())
+    assert int(resumed.steps) == 2

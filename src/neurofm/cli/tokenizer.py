@@ -37,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
     result = run_job(config, args.corpus, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         used = result.last_metrics.get("codebook_used_fraction")
+        perplexity = result.last_metrics.get("batch_perplexity")
         usage = "" if used is None else f", {100 * used:.1f}% of the codebook in use"
+        if perplexity is not None:
+            # The batch perplexity exposes a collapse the usage EMA is slow to show.
+            usage += f", last batch code perplexity {float(perplexity):.1f}"
         print(f"tokenizer ({config.model}): {result.step} steps{usage}; run folder {args.out}; "
               f"tokenizer at {args.out}/model")
     return 0

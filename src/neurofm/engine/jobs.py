@@ -120,7 +120,10 @@ def build_objective(config: TrainConfig, window_samples: int, run_dir: Path,
 
         tokenizer = _create_model(config.model, config.model_overrides, "neurofm tokenizer train")
         _require_type(tokenizer, VQNSP, config.model, "neurofm tokenizer train")
-        return VQNSPObjective(tokenizer, autocast_dtype=autocast_dtype), tokenizer
+        objective = VQNSPObjective(tokenizer, restart_dead_every=config.restart_dead_every,
+                                   dead_fraction=config.dead_code_fraction,
+                                   autocast_dtype=autocast_dtype)
+        return objective, tokenizer
     if not isinstance(config, PretrainConfig):
         raise ConfigError(f"no self-supervised job for a {type(config).__name__}")
     if config.objective == "mem":

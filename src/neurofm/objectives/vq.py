@@ -5,9 +5,12 @@ L_T = MSE(amplitude, Ã) + MSE(phase, φ̃) + β·MSE(sg(z_q), z), each a mean o
 patch. The codebook itself moves by its EMA update inside the tokenizer's forward in training mode.
 
 Metrics: the three loss terms, the batch's code perplexity and fraction of codes used, and the
-codebook's usage-EMA perplexity and used fraction. With ``restart_dead_every = k > 0``, every k-th
-training step re-seeds codes whose usage EMA fell below ``dead_below`` (a neurofm option; the
-official recipe has no restart) and logs how many were restarted.
+codebook's usage-EMA perplexity and used fraction. A code counts as dead when its usage EMA is
+below ``dead_below`` assignments per step or, when ``dead_fraction`` is given, below that fraction
+of the mean code's usage (a threshold that scales with batch size and codebook size; an absolute
+one either never fires on large batches or always fires on small ones). With
+``restart_dead_every = k > 0``, every k-th training step re-seeds the dead codes (a neurofm option
+against codebook collapse; the official recipe has no restart) and logs how many were restarted.
 """
 
 from __future__ import annotations
@@ -32,15 +35,18 @@ class VQNSPObjective(nn.Module):
         tokenizer: the VQ-NSP network being trained.
         restart_dead_every: restart dead codes every this many training steps (0: never).
         dead_below: usage-EMA threshold under which a code counts as dead.
+        dead_fraction: if given, the threshold is this fraction of the mean code usage instead.
         autocast_dtype: run encoder and decoder under autocast (code assignment stays fp32).
     """
 
     def __init__(self, tokenizer: VQNSP, restart_dead_every: int = 0, dead_below: float = 1e-3,
+                 dead_fraction: float | None = None,
                  autocast_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.tokenizer = tokenizer
         self.restart_dead_every = restart_dead_every
         self.dead_below = dead_below
+        self.dead_fraction = dead_fraction
         self.autocast_dtype = autocast_dtype
         # A buffer, not a Python int, so checkpoints carry it and a resumed run keeps the
         # dead-code restart schedule of an uninterrupted one.
@@ -68,7 +74,8 @@ class VQNSPObjective(nn.Module):
             "batch_perplexity": batch_perplexity,
             "batch_used_fraction": (counts > 0).float().mean(),
         }
-        usage = quantizer.usage_report(self.dead_below)
+        dead_below = self._dead_threshold()
+        usage = quantizer.usage_report(dead_below)
         metrics["codebook_perplexity"] = usage["perplexity"]
         metrics["codebook_used_fraction"] = usage["used_fraction"]
         if self.training:
@@ -77,5 +84,10 @@ class VQNSPObjective(nn.Module):
                 z = out.z.detach().reshape(-1, quantizer.dim)
                 if out.token_valid is not None:
                     z = z[out.token_valid.reshape(-1)]
-                metrics["restarted_codes"] = float(quantizer.restart_dead_codes(z, self.dead_below))
+                metrics["restarted_codes"] = float(quantizer.restart_dead_codes(z, dead_below))
         return ObjectiveOutput(loss=loss, metrics=metrics)
+
+    def _dead_threshold(self) -> float:
+        if self.dead_fraction is None:
+            return self.dead_below
+        return self.dead_fraction * float(self.tokenizer.quantizer.usage.mean())
