@@ -290,7 +290,7 @@ def pretrain_defaults(objective: str) -> dict[str, Any]:
     if objective not in _OBJECTIVE_DEFAULTS:
         raise ConfigError(f"unknown objective {objective!r}; choose one of "
                           f"{', '.join(sorted(_OBJECTIVE_DEFAULTS))}")
-    return _merge({"objective": objective}, _OBJECTIVE_DEFAULTS[objective])
+    return merge_nested({"objective": objective}, _OBJECTIVE_DEFAULTS[objective])
 
 
 ConfigT = TypeVar("ConfigT", bound=TrainConfig)
@@ -323,7 +323,7 @@ def load_config(
     layers.append(parse_overrides(overrides))
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged = _merge(merged, layer)
+        merged = merge_nested(merged, layer)
     defaults: dict[str, Any] = {}
     if issubclass(cls, PretrainConfig):
         if "objective" not in merged:
@@ -331,8 +331,8 @@ def load_config(
                               "mae-time (or set objective: in the config file)")
         defaults = pretrain_defaults(str(merged["objective"]))
     model = merged.get("model", defaults.get("model", _field_default(cls, "model")))
-    defaults = _merge(defaults, _MODEL_DEFAULTS.get((cls.task, str(model)), {}))
-    config = config_from_dict(cls, _merge(defaults, merged))
+    defaults = merge_nested(defaults, _MODEL_DEFAULTS.get((cls.task, str(model)), {}))
+    config = config_from_dict(cls, merge_nested(defaults, merged))
     config.validate()
     return config
 
@@ -404,7 +404,7 @@ def config_from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str = "") 
                 raise ConfigError(f"config option {prefix}{name} must be a mapping of "
                                   f"{hint.__name__} fields, got {value!r}")
             default = fields[name].default_factory()  # type: ignore[misc]
-            values[name] = config_from_dict(hint, _merge(to_dict(default), dict(value)),
+            values[name] = config_from_dict(hint, merge_nested(to_dict(default), dict(value)),
                                             prefix=f"{prefix}{name}.")
         else:
             values[name] = _coerce(value, hint, f"{prefix}{name}")
@@ -436,11 +436,12 @@ def _require(condition: bool, option: str, problem: str) -> None:
         raise ConfigError(f"config option {option} {problem}")
 
 
-def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def merge_nested(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update``, recursing into nested mappings (config layering)."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_nested(out[key], value)
         else:
             out[key] = value
     return out

@@ -57,6 +57,7 @@ from neurofm.engine.config import (
     FinetuneConfig,
     config_from_dict,
     load_config,
+    merge_nested,
     parse_overrides,
     read_yaml,
     to_dict,
@@ -161,12 +162,12 @@ def finetune_recipe(model: str) -> dict[str, Any]:
         raise ConfigError(f"no fine-tuning recipe for model {model!r}; use a labram_* or "
                           "neurobert_* model")
     engine = to_dict(load_config(FinetuneConfig, base={"model": model}))
-    recipe = _merged(to_dict(FinetuneJobConfig()), engine)
-    recipe = _merged(recipe, {"run": {"monitor": "val/score", "monitor_mode": "max",
+    recipe = merge_nested(to_dict(FinetuneJobConfig()), engine)
+    recipe = merge_nested(recipe, {"run": {"monitor": "val/score", "monitor_mode": "max",
                                       "keep_last": 1}})
     if model.startswith("labram_"):
-        return _merged(recipe, {"drop_path": 0.2 if model == "labram_huge" else 0.1})
-    return _merged(recipe, {
+        return merge_nested(recipe, {"drop_path": 0.2 if model == "labram_huge" else 0.1})
+    return merge_nested(recipe, {
         "drop_path": 0.0, "label_smoothing": 0.0,
         "optim": {"lr": 3e-4, "min_lr": 1e-6, "epochs": 40, "warmup_epochs": 2.0,
                   "layer_decay": None},
@@ -189,8 +190,8 @@ def load_finetune_config(yaml_path: str | Path | None = None, overrides: Sequenc
         if saved_task != FinetuneJobConfig.task:
             raise ConfigError(f"config file {yaml_path} holds a {saved_task!r} config, not a "
                               "fine-tuning one")
-    user = _merged(user, _nested({k: v for k, v in (flags or {}).items() if v is not None}))
-    user = _merged(user, parse_overrides(overrides))
+    user = merge_nested(user, _nested({k: v for k, v in (flags or {}).items() if v is not None}))
+    user = merge_nested(user, parse_overrides(overrides))
     recipe = finetune_recipe(str(user.get("model") or FinetuneJobConfig.model))
     task_name = user.get("task_name")
     if task_name and get_task(str(task_name)).n_classes == 2:
@@ -199,7 +200,7 @@ def load_finetune_config(yaml_path: str | Path | None = None, overrides: Sequenc
     if "epochs" in optim and "warmup_epochs" not in optim:
         fraction = recipe["optim"]["warmup_epochs"] / recipe["optim"]["epochs"]
         optim["warmup_epochs"] = fraction * float(optim["epochs"])
-    config = config_from_dict(FinetuneJobConfig, _merged(recipe, user))
+    config = config_from_dict(FinetuneJobConfig, merge_nested(recipe, user))
     config.validate()
     return config
 
@@ -213,16 +214,6 @@ def _nested(flat: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return tree
-
-
-def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------------- data
