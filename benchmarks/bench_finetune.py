@@ -18,10 +18,14 @@ Run: ``python benchmarks/bench_finetune.py [--quick]`` (quick: labram_small, bat
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference  # noqa: E402
 
 from neurofm.channels import vocabulary_indices
 from neurofm.engine.optim import build_optimizer
@@ -54,11 +58,6 @@ def _batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
             "label": (torch.arange(batch_size) % 2).to(device)}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _network(model: str, mode: str, device: torch.device):
     config = load_finetune_config(flags={"task_name": "eegmat", "model": model})
     torch.manual_seed(0)
@@ -89,13 +88,7 @@ def bench_modes(model: str, batch_size: int, steps: int, device: torch.device) -
             loss.backward()
             optimizer.step()
 
-        step()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        seconds = (time.perf_counter() - start) / steps
+        seconds = reference.seconds_per_step(step, steps, device)
         rates[mode] = batch_size / seconds
         trainable = sum(p.numel() for p in objective.parameters() if p.requires_grad)
         notes[mode] = f"{seconds:.3f} s/step, {trainable:,} trainable parameters"

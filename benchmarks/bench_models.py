@@ -114,22 +114,11 @@ class _PeakMemory:
             time.sleep(0.005)
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _time_steps(step: Callable[[], object], steps: int, device: str) -> tuple[float, int]:
     """Seconds per step (mean over ``steps`` after one untimed warm-up) and the peak memory rise
     from before the warm-up (which allocates optimiser state and caches) to the end."""
     with _PeakMemory(device) as memory:
-        step()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        elapsed = (time.perf_counter() - start) / steps
+        elapsed = reference.seconds_per_step(step, steps, device)
     return elapsed, memory.peak_bytes
 
 

@@ -86,3 +86,20 @@ def run(quick: bool = False) -> list[dict]:
 if __name__ == "__main__":
     for row in run():
         print(f"{row['benchmark']}: {row['value']:.1f} {row['unit']}")
+
+
+def seconds_per_step(step, steps: int, device: str | torch.device) -> float:
+    """Mean wall seconds of ``step()`` over ``steps`` calls, after one untimed warm-up call,
+    waiting for queued GPU work before and after timing."""
+
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return (time.perf_counter() - start) / steps
