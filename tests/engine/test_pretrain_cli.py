@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from toy_training import write_tiny_eeg_corpus
 
 from neurofm.cli import main
 from neurofm.engine.metrics_log import read_metrics
+from neurofm.models.labram import Labram
+from neurofm.tasks.backbones import load_backbone
 
 FAST = ["run.progress=false", "run.tensorboard=false", "run.log_every_steps=1",
         "data.window_seconds=2", "data.stride_seconds=2", "data.batch_size=8",
@@ -46,7 +49,8 @@ def test_pretrain_fip_loss_is_finite_and_falls(corpus, tmp_path):
 def test_tokenizer_then_mem_pretraining_end_to_end(corpus, tmp_path, capsys):
     tokenizer_run = tmp_path / "tok"
     assert main(["tokenizer", "train", "--corpus", str(corpus), "--out", str(tokenizer_run),
-                 "--model", "vqnsp_small", *FAST, "optim.lr=1e-3", "run.max_steps=6"]) == 0
+                 "--model", "vqnsp_small", *FAST, "optim.lr=1e-3", "run.max_steps=6",
+                 "model_overrides.n_codes=64"]) == 0
     assert all(math.isfinite(v) for v in _train_losses(tokenizer_run))
     used = read_metrics(tokenizer_run / "metrics.csv", split="train", name="codebook_used_fraction")
     assert used and used[-1][3] > 0
@@ -59,12 +63,16 @@ def test_tokenizer_then_mem_pretraining_end_to_end(corpus, tmp_path, capsys):
                  *FAST, "optim.lr=1e-3", "run.max_steps=8"]) == 0
     losses = _train_losses(mem_run)
     assert len(losses) == 8 and _falling(losses)
-    assert (mem_run / "model" / "config.json").is_file()
+    # The export names the step its weights come from: the best validation step, not the last.
+    exported = json.loads((mem_run / "model" / "config.json").read_text())["extra"]
+    best = json.loads((mem_run / "checkpoints" / "best.json").read_text())
+    assert exported["weights"].startswith("best") and exported["step"] == best["step"]
+    # A periodic checkpoint of the 64-code run gives its backbone without restating the codebook size.
+    backbone, info = load_backbone(str(mem_run / "checkpoints" / "step-00000008.pt"))
+    assert isinstance(backbone, Labram) and info["source"] == "engine"
 
 
 def test_excluded_recordings_are_never_trained_or_validated_on(corpus, tmp_path):
-    import json
-
     run_dir = tmp_path / "fip"
     assert main(["pretrain", "--objective", "fip", "--corpus", str(corpus), "--out", str(run_dir),
                  "--model", "neurobert_small", *FAST, "run.max_steps=2",

@@ -230,15 +230,17 @@ def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
     state = None if use_best else distributed.model_state_dict(trainer.model)
     if not ctx.is_main:
         return
+    step = result.step
     if use_best:
-        state = load_checkpoint(trainer.checkpoints.best_path())["model"]
+        best = load_checkpoint(trainer.checkpoints.best_path())
+        state, step = best["model"], int(best.get("step", step))
     target = export_copy if export_copy is not None else network
     target.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     source = f"best ({config.run.monitor})" if use_best else "final"
     try:
         save_pretrained(target, run_dir / "model", model_name=config.model,
                         extra={"trained_by": f"neurofm {config.task}", "weights": source,
-                               "step": result.step})
+                               "step": step})
     except CheckpointError as error:
         logger.warning("the trained %s stays in the training checkpoints only: %s",
                        type(target).__name__, error)

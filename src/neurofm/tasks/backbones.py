@@ -141,7 +141,10 @@ def _backbone_from_engine_checkpoint(path: Path) -> tuple[nn.Module, str | None]
     else:
         raise CheckpointError(f"{path} holds no encoder weights (no 'model.*' or "
                               "'network.backbone.*' keys)")
-    module = create_model(name, **dict(config.get("model_overrides") or {}))
+    overrides = dict(config.get("model_overrides") or {})
+    if "lm_head.weight" in encoder:  # a MEM student predicts its tokenizer's codes, however many
+        overrides.setdefault("vocab_size", encoder["lm_head.weight"].shape[0])
+    module = create_model(name, **overrides)
     if isinstance(module, LabramForMaskedEEG):
         load_matching(module, encoder, str(path), newly_initialised=())
         return as_backbone(module, str(path)), name
