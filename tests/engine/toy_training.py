@@ -88,9 +88,9 @@ def toy_config(**sections: dict) -> TrainConfig:
 TINY_CORPUS_CHANNELS = ["FP1", "FP2", "C3", "C4", "O1", "O2"]
 
 
-def write_tiny_eeg_corpus(root: Path, seconds: int = 24, subjects: int = 3) -> Path:
+def write_tiny_eeg_corpus(root: Path, seconds: int = 24, subjects: int = 3, anonymous: int = 0) -> Path:
     """A prepared corpus of ``subjects`` recordings of 6-channel EEG-like rhythms (sines plus noise)
-    in 100 uV at 200 Hz; returns the corpus folder."""
+    in 100 uV at 200 Hz, then ``anonymous`` more without a subject id; returns the corpus folder."""
     from neurofm.data.corpus import CorpusWriter, SourceFile
     from neurofm.data.preprocess import PreprocessConfig
     from neurofm.data.recording import Recording
@@ -99,12 +99,12 @@ def write_tiny_eeg_corpus(root: Path, seconds: int = 24, subjects: int = 3) -> P
     rng = np.random.default_rng(0)
     t = np.arange(seconds * 200) / 200.0
     n = len(TINY_CORPUS_CHANNELS)
-    for subject in range(subjects):
+    for subject in range(subjects + anonymous):
         freqs = rng.uniform(4, 20, size=(n, 1))
         signal = np.sin(2 * np.pi * freqs * t) + 0.3 * rng.standard_normal((n, t.size))
         recording = Recording(signal=signal.astype(np.float32), ch_names=list(TINY_CORPUS_CHANNELS),
                               ch_types=["eeg"] * n, sfreq=200.0, unit="100uV",
-                              subject=f"s{subject}", session="1")
+                              subject=f"s{subject}" if subject < subjects else None, session="1")
         source = root / f"raw{subject}.bin"
         source.write_bytes(bytes([subject]))
         writer.write(f"rec{subject}", recording, [SourceFile.of(source)])

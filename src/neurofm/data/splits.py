@@ -1,7 +1,8 @@
 """Subject-wise and session-wise splits of a corpus, saved with results as JSON.
 
 A split assigns whole groups (subjects, or subject+session pairs) to train/val/test, never single
-windows, so no subject's data leaks across parts. It is deterministic given its seed and lists the
+windows, so no subject's data leaks across parts. Splitting by recording is only for corpora
+with no subject ids (self-supervised validation), where nothing better is known. It is deterministic given its seed and lists the
 recording ids of each part, so a result file can carry the exact split it was computed on.
 """
 
@@ -19,7 +20,7 @@ from neurofm.atomic import atomic_write_json
 from neurofm.data.corpus import Corpus, CorpusEntry
 from neurofm.errors import ConfigError
 
-GROUPINGS = ("subject", "session")
+GROUPINGS = ("subject", "session", "recording")
 PARTS = ("train", "val", "test")
 
 
@@ -27,7 +28,8 @@ PARTS = ("train", "val", "test")
 class Split:
     """Recording ids and groups of each part.
 
-    ``by`` is ``"subject"`` or ``"session"`` (a group is then ``"<subject>/<session>"``); ``seed``
+    ``by`` is ``"subject"``, ``"session"`` (a group is then ``"<subject>/<session>"``) or
+    ``"recording"`` (a group is a recording id); ``seed``
     is the seed that drew it (``None`` for explicit lists).
     """
 
@@ -96,9 +98,12 @@ class Split:
 
 
 def group_of(entry: CorpusEntry, by: str) -> str:
-    """The group ``entry`` belongs to under ``by`` (``"subject"`` or ``"session"``)."""
+    """The group ``entry`` belongs to under ``by`` (``"subject"``, ``"session"`` or
+    ``"recording"``, each recording its own group: for corpora without subject ids only)."""
     if by not in GROUPINGS:
         raise ConfigError(f"split by {by!r}: use one of {GROUPINGS}")
+    if by == "recording":
+        return entry.id
     if entry.subject is None:
         raise ConfigError(
             f"recording {entry.id!r} has no subject, so it cannot be split {by}-wise; give the "

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from neurofm.atomic import atomic_write_json
 from neurofm.data.batching import ShapeGroupedBatchSampler, collate_windows
 from neurofm.data.corpus import Corpus
-from neurofm.data.splits import group_split
+from neurofm.data.splits import group_of, group_split
 from neurofm.data.windows import WindowDataset
 from neurofm.engine import distributed
 from neurofm.engine.checkpointing import CheckpointManager
@@ -45,8 +45,12 @@ LABRAM_UNIT, LABRAM_SFREQ = "100uV", 200.0
 class WindowSplit:
     """Training and validation windows of a corpus, split by subject.
 
-    Attributes: ``train``, ``val`` (None when ``val_fraction`` is 0 or the corpus has a single
-    subject), ``train_ids``, ``val_ids`` (recording ids), ``corpus``.
+    Recordings without a subject id only ever train (their subject is unknown, so they could be
+    a validation subject's); when no recording has one, validation takes whole recordings instead
+    (logged: it may then share subjects with training).
+
+    Attributes: ``train``, ``val`` (None when ``val_fraction`` is 0 or there is a single group),
+    ``train_ids``, ``val_ids`` (recording ids), ``corpus``.
     """
 
     def __init__(self, corpus: Corpus, window_seconds: float, stride_seconds: float,
@@ -56,11 +60,21 @@ class WindowSplit:
         entries = [entry for entry in corpus if entry.id not in self.excluded]
         if not entries:
             raise ConfigError(f"data.exclude_recordings leaves no recording of corpus {corpus.path}")
-        subjects = {entry.subject or entry.id for entry in entries}
-        if val_fraction > 0 and len(subjects) > 1:
-            split = group_split(entries, by="subject", val_fraction=val_fraction, test_fraction=0.0,
+        with_subject = [entry for entry in entries if entry.subject is not None]
+        anonymous = sorted(entry.id for entry in entries if entry.subject is None)
+        by = "subject"
+        if not with_subject:
+            with_subject, anonymous, by = entries, [], "recording"
+            if val_fraction > 0:
+                logger.warning("no recording of corpus %s has a subject id, so validation takes "
+                               "whole recordings and may share subjects with training", corpus.path)
+        elif anonymous:
+            logger.warning("%d recording(s) without a subject id (e.g. %r) train but never "
+                           "validate", len(anonymous), anonymous[0])
+        if val_fraction > 0 and len({group_of(entry, by) for entry in with_subject}) > 1:
+            split = group_split(with_subject, by=by, val_fraction=val_fraction, test_fraction=0.0,
                                 seed=seed, name="pretraining")
-            self.train_ids, self.val_ids = list(split.train), list(split.val)
+            self.train_ids, self.val_ids = sorted([*split.train, *anonymous]), list(split.val)
         else:
             self.train_ids, self.val_ids = sorted(entry.id for entry in entries), []
         self.train = WindowDataset(corpus, window_seconds, stride_seconds, recording_ids=self.train_ids)
