@@ -14,8 +14,10 @@ computing targets, two separate symmetric passes, SDPA forced to its unfused mat
 for-loop AdamW):
 ``bf16`` autocast (only where the bf16 matmul rate beats fp32: on a CPU without bf16 units it is
 many times slower, and the row says so), ``cached targets``, ``batched symmetric``, ``SDPA``
-(fused kernel), ``fused AdamW``, optionally ``torch.compile`` (``--compile``; minutes to compile
-on a 2-core CPU). Model FLOPs are counted with ``torch.utils.flop_counter`` (network forward and
+(fused kernel), ``fused AdamW``, optionally ``torch.compile`` (``--compile``, also an inference
+row; minutes to compile on a 2-core CPU). Each workload also gets an untimed *fp32 ceiling* row:
+its counted FLOPs at 100% of the fp32 matmul rate, per fp32 GFLOP/s, beside its target, which
+says whether fp32 alone could meet the target at all. Model FLOPs are counted with ``torch.utils.flop_counter`` (network forward and
 backward of both passes; the tokenizer's forward separately); MFU is network FLOP/s over each
 measured matmul rate. Peak memory is the rise of the process RSS (CPU) or peak allocated (CUDA)
 during the measured steps. The fp32-vs-bf16 agreement runs a few optimiser steps from the same
@@ -226,7 +228,20 @@ def bench_mem(quick: bool, device: str, rates: dict[str, float], use_compile: bo
                          OFFICIAL_MEM_PER_GFLOPS * fp32,
                          ">= 2x official per fp32 GFLOP/s (0.053)" if name == "all levers" else "", note))
         del model, objective, optimizer
+    rows.append(_fp32_ceiling_row(
+        f"MEM step Base, batch {batch_size}", batch_size / (network_flops / 1e9), "samples/s",
+        2 * OFFICIAL_MEM_PER_GFLOPS, "network forward and backward, targets cached"))
     return rows
+
+
+def _fp32_ceiling_row(workload: str, per_gflops: float, unit: str, target: float, counted: str) -> dict:
+    """What a workload would reach per fp32 GFLOP/s if all its counted FLOPs ran at the fp32
+    matmul rate (100% MFU), against its issue-11 target: above the target, fp32 alone can meet
+    it; below, only bf16 (or a GPU) can."""
+    return _row(f"{workload}: fp32 ceiling (100% MFU)", per_gflops, f"{unit} per fp32 GFLOP/s",
+                "issue-11 target per fp32 GFLOP/s", target, "informative",
+                f"computed from counted FLOPs ({counted}), not timed; the target needs "
+                f"{target / per_gflops:.0%} of the fp32 matmul rate")
 
 
 def bench_bf16_agreement(quick: bool, device: str) -> list[dict]:
@@ -286,36 +301,55 @@ def bench_tokenizer(quick: bool, device: str, rates: dict[str, float]) -> list[d
                          f"{flops / seconds / 1e9 / fp32:.1%} of fp32 ({fp32:.1f} GFLOP/s measured beside it); "
                          f"peak memory +{peak / 2**20:.0f} MiB;"
                          f" {samples / plain_rate:.2f}x plain; {samples / fp32:.4f} samples/s per fp32 GFLOP/s"))
+    rows.append(_fp32_ceiling_row(f"tokenizer step VQ-NSP Base, batch {batch_size}",
+                                  batch_size / (flops / 1e9), "samples/s",
+                                  1.5 * OFFICIAL_TOKENIZER_PER_GFLOPS, "forward and backward"))
     return rows
 
 
-def bench_inference(quick: bool, device: str, rates: dict[str, float]) -> list[dict]:
+def bench_inference(quick: bool, device: str, rates: dict[str, float],
+                    use_compile: bool = False) -> list[dict]:
     """Backbone embedding throughput in hours of EEG per second (batch 32 of 19 ch × 10 s)."""
     batch_size, steps = (8, 1) if quick else (32, 3)
     batch = _batch(batch_size, 10, device)
     torch.manual_seed(0)
     model = create_model("labram_base", ch_names=TEN_TWENTY).to(device).eval()
+    compiled = torch.compile(model) if use_compile else None
     flops = _count_flops(lambda: model(batch["signal"]))
+    names = ["fp32"] if quick else ["fp32, SDPA math kernel", "fp32", "bf16"]
+    if use_compile:
+        names.append("fp32, torch.compile")
     rows = []
-    for name in ("fp32",) if quick else ("fp32, SDPA math kernel", "fp32", "bf16"):
+    for name in names:
         if name == "bf16" and rates["bf16"] <= rates["fp32"]:
             rows.append(_row("inference Base, lever: bf16", float("nan"), "hours of EEG/s",
                              note="not run: bf16 matmul slower than fp32 on this CPU"))
             continue
-        def embed(name: str = name) -> torch.Tensor:
+        network = compiled if "compile" in name else model
+
+        def embed(name: str = name, network: torch.nn.Module = network) -> torch.Tensor:
             kernel = sdpa_kernel(SDPBackend.MATH) if "math" in name else contextlib.nullcontext()
             autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=name == "bf16")
             with torch.inference_mode(), kernel, autocast:
-                return model(batch["signal"])
+                return network(batch["signal"])
+
+        label = name
+        if "compile" in name:
+            started = time.perf_counter()
+            embed()
+            label += f" (compiled in {time.perf_counter() - started:.0f} s, not timed)"
 
         seconds, peak, fp32 = _time_with_rate(embed, steps, device)
         hours = batch_size * 10 / 3600 / seconds
-        rows.append(_row(f"inference Base, batch {batch_size}, 19ch x 10 s, {name}", hours, "hours of EEG/s",
+        rows.append(_row(f"inference Base, batch {batch_size}, 19ch x 10 s, {label}", hours, "hours of EEG/s",
                          "official code per fp32 GFLOP/s x this machine's fp32 rate",
                          OFFICIAL_INFERENCE_PER_GFLOPS * fp32, ">= 3x official per fp32 GFLOP/s",
                          f"{seconds:.2f} s/batch, MFU {flops / seconds / 1e9 / fp32:.1%} of fp32 "
                          f"({fp32:.1f} GFLOP/s measured beside it); "
                          f"peak memory +{peak / 2**20:.0f} MiB; {hours / fp32:.6f} h/s per fp32 GFLOP/s"))
+    rows.append(_fp32_ceiling_row(f"inference Base, batch {batch_size}",
+                                  batch_size * 10 / 3600 / (flops / 1e9), "hours of EEG/s",
+                                  3 * OFFICIAL_INFERENCE_PER_GFLOPS, "forward"))
     return rows
 
 
@@ -329,7 +363,7 @@ def run(quick: bool = False, use_compile: bool = False) -> list[dict]:
     rows += bench_mem(quick, device, rates, use_compile)
     rows += bench_bf16_agreement(quick, device)
     rows += bench_tokenizer(quick, device, rates)
-    rows += bench_inference(quick, device, rates)
+    rows += bench_inference(quick, device, rates, use_compile)
     return rows
 
 

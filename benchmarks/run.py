@@ -5,6 +5,7 @@ Usage::
     python benchmarks/run.py            # full suite
     python benchmarks/run.py --quick    # smaller shapes and fewer steps, for smoke checks
     python benchmarks/run.py --only models data
+    python benchmarks/run.py --compile  # also the torch.compile rows (minutes of compiling)
 
 Each ``benchmarks/bench_<area>.py`` exposes ``run(quick: bool = False) -> list[dict]``; a row holds
 the figure, its unit, the reference it is compared with (measured in the same run), and the
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes, few steps")
     parser.add_argument("--only", nargs="*", choices=AREAS, help="run only these areas")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch docs/")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure torch.compile (model benchmarks)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     reference = importlib.import_module("reference")
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{area}: not importable ({error})")
             continue
         try:
-            rows.extend(module.run(quick=args.quick))
+            options = {"use_compile": True} if args.compile and area == "models" else {}
+            rows.extend(module.run(quick=args.quick, **options))
         except Exception:  # a failing area must not hide the others' figures
             failures.append(f"{area}: failed\n{traceback.format_exc()}")
     table = render_table(rows)
