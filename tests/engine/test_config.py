@@ -104,6 +104,8 @@ def test_saved_config_of_another_task_is_refused(tmp_path):
     (["objective=fip", "tokenizer=tok.pt"], "only used by --objective mem"),
     (["objective=fip", "symmetric_masking=true"], "mem only"),
     (["objective=mem", "tokenizer=t.pt", "loss_on=all"], "fip and mae-time only"),
+    (["objective=mae-time", "fip_spectrum=cartesian"], "fip only"),
+    (["objective=fip", "fip_spectrum=spherical"], "must be one of"),
     (["objective=fip", "optim.lrr=1"], "did you mean optim.lr"),
     (["objective=fip", "optim.min_lr=1"], "optim.min_lr"),
     (["objective=fip", "optim.warmup_epochs=500"], "optim.warmup_epochs"),

@@ -222,6 +222,34 @@ def test_mixed_mode_predicts_every_channel_per_token() -> None:
     assert torch.isfinite(output.loss) and model.patch_embed.weight.grad is not None
 
 
+def test_cartesian_head_inverts_its_real_and_imaginary_parts() -> None:
+    model = neurobert_small()
+    objective = FourierInversionPrediction(model, spectrum="cartesian")
+    assert not hasattr(objective, "amplitude_head") and not hasattr(objective, "phase_head")
+    bins = model.config.n_bins
+    with torch.no_grad():
+        objective.spectrum_head.weight.zero_()
+        parts = torch.zeros(bins, 2)
+        parts[3] = torch.tensor([2.0, -1.0])  # X_3 = 2 - i
+        objective.spectrum_head.bias.copy_(parts.flatten())
+    hidden = torch.randn(2, 5, model.config.embed_dim)
+    n = torch.arange(200, dtype=torch.float64)
+    # irfft(norm="ortho") of one bin k: (2/sqrt(P)) (Re X_k cos(2πkn/P) - Im X_k sin(2πkn/P)).
+    expected = 2 / math.sqrt(200) * (2 * torch.cos(2 * math.pi * 3 * n / 200)
+                                     + torch.sin(2 * math.pi * 3 * n / 200))
+    reconstruction = objective.reconstruct(hidden)
+    torch.testing.assert_close(reconstruction.double(), expected.expand(2, 5, 200), atol=1e-6, rtol=1e-6)
+    amplitude, phase_vec = objective.predict_spectrum(hidden)
+    torch.testing.assert_close(amplitude[0, 0, 3], torch.tensor(math.sqrt(5.0)))
+    torch.testing.assert_close(fip_reconstruct(amplitude, phase_vec, 200), reconstruction,
+                               atol=1e-6, rtol=1e-6)
+
+
+def test_unknown_spectrum_parameterisation_is_refused() -> None:
+    with pytest.raises(ConfigError, match="spectrum='spherical'"):
+        FourierInversionPrediction(neurobert_small(), spectrum="spherical")
+
+
 def test_batch_at_another_sampling_rate_is_rejected() -> None:
     batch = {**_batch(), "sfreq": 250.0}
     with pytest.raises(ConfigError, match="sfreq"):

@@ -199,7 +199,8 @@ class PretrainConfig(TrainConfig):
 
     ``tokenizer`` is the VQ-NSP checkpoint that gives ``mem`` its targets (required for ``mem``,
     refused otherwise). ``symmetric_masking`` applies to ``mem`` only; ``loss_on`` ("masked" or
-    "all" patches, METHODS.md 6.4 ablation b) to ``fip`` and ``mae-time`` only. Recipe defaults
+    "all" patches, METHODS.md 6.4 ablation b) to ``fip`` and ``mae-time`` only; ``fip_spectrum``
+("polar", the specification, or "cartesian" real and imaginary parts) to ``fip`` only. Recipe defaults
     differ per objective and model; see :func:`pretrain_defaults`.
     """
 
@@ -210,6 +211,7 @@ class PretrainConfig(TrainConfig):
     mask_ratio: float = 0.5
     symmetric_masking: bool = True
     loss_on: Literal["masked", "all"] = "masked"
+    fip_spectrum: Literal["polar", "cartesian"] = "polar"
 
     def validate(self) -> None:
         super().validate()
@@ -225,6 +227,9 @@ class PretrainConfig(TrainConfig):
         if self.objective == "mem":
             _require(self.loss_on == "masked", "loss_on",
                      "applies to --objective fip and mae-time only, not mem")
+        if self.objective != "fip":
+            _require(self.fip_spectrum == "polar", "fip_spectrum",
+                     f"applies to --objective fip only, not {self.objective}")
         _require(0.0 < self.mask_ratio < 1.0, "mask_ratio", f"must lie in (0, 1), got {self.mask_ratio}")
 
 

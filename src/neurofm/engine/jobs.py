@@ -173,8 +173,10 @@ def build_objective(config: TrainConfig, window_samples: int, run_dir: Path,
     overrides = {"n_times": window_samples, **config.model_overrides}
     encoder = _create_model(config.model, overrides, f"--objective {config.objective}")
     _require_type(encoder, NeuroBert, config.model, f"--objective {config.objective}")
-    objective_class = FourierInversionPrediction if config.objective == "fip" else TimeDomainMAE
-    return objective_class(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on), encoder
+    if config.objective == "fip":
+        return FourierInversionPrediction(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on,
+                                          spectrum=config.fip_spectrum), encoder
+    return TimeDomainMAE(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on), encoder
 
 
 def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,

@@ -7,18 +7,30 @@ The Fourier inversion ``x̂ = irfft(Â (ĉ + i ŝ), n=P, norm="ortho")`` turns i
 the loss is the time-domain MSE against the true z-scored patch over masked patches only. The
 imaginary parts of the DC and Nyquist bins are dropped by the inverse real FFT, so
 ``x̂[n] = P^-½ Σ_k w_k Â_k cos(2πkn/P + φ̂_k)`` with ``w_0 = w_{P/2} = 1`` and ``w_k = 2`` otherwise.
+
+That polar head is the specification (``spectrum="polar"``, the default). ``spectrum="cartesian"``
+predicts each bin's real and imaginary parts with one linear head instead, as the third-party
+neuro2vec code does (METHODS §6.3): the same Fourier inversion and loss, but no softplus and no
+phase normalisation, so the loss is quadratic in the head's output. The polar head can stall
+where the phase is not yet predictable (its best amplitude is then 0, and a zero amplitude passes
+no gradient to the phase); ``docs/neurobert.md`` shows both measured side by side.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurofm.errors import ConfigError
 from neurofm.models.neurobert import NeuroBert
 from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchObjective
 
 PHASE_NORM_EPS = 1e-6
+Spectrum = Literal["polar", "cartesian"]
+SPECTRA: tuple[Spectrum, ...] = ("polar", "cartesian")
 
 
 def normalise_phase(phase_vec: torch.Tensor, eps: float = PHASE_NORM_EPS) -> torch.Tensor:
@@ -59,27 +71,40 @@ class FourierInversionPrediction(MaskedPatchObjective):
         model: the encoder; ``model.config.patch_len`` fixes P and K.
         mask_ratio: fraction of real tokens masked (default 0.5).
         loss_on: ``"masked"`` (default) or ``"all"`` real patches (the neuro2vec-style ablation).
+        spectrum: ``"polar"`` (METHODS §6.4: softplus amplitude and unit phase vector) or
+            ``"cartesian"`` (real and imaginary parts, as the third-party code).
         generator: optional seeded generator for the masks.
     """
 
     name = "fip"
 
     def __init__(self, model: NeuroBert, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
-                 generator: torch.Generator | None = None) -> None:
+                 spectrum: Spectrum = "polar", generator: torch.Generator | None = None) -> None:
         super().__init__(model, mask_ratio=mask_ratio, loss_on=loss_on, generator=generator)
+        if spectrum not in SPECTRA:
+            raise ConfigError(f"spectrum={spectrum!r}: use one of {SPECTRA}")
+        self.spectrum = spectrum
         dim, bins = model.config.embed_dim, model.config.n_bins
-        self.amplitude_head = nn.Linear(dim, model.head_channels * bins)
-        self.phase_head = nn.Linear(dim, model.head_channels * bins * 2)
-        for head in (self.amplitude_head, self.phase_head):
+        if spectrum == "polar":
+            heads = {"amplitude_head": nn.Linear(dim, model.head_channels * bins),
+                     "phase_head": nn.Linear(dim, model.head_channels * bins * 2)}
+        else:
+            heads = {"spectrum_head": nn.Linear(dim, model.head_channels * bins * 2)}
+        for name, head in heads.items():
             nn.init.trunc_normal_(head.weight, std=0.02)
             nn.init.zeros_(head.bias)
+            self.add_module(name, head)
 
     def predict_spectrum(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Amplitude ``[B, L, K]`` (>= 0) and unit phase ``[B, L, K, 2]`` from ``hidden [B, L, D]``.
 
         In mixed mode a channel axis follows L: ``[B, A, C, K]`` and ``[B, A, C, K, 2]``.
-        Computed in float32 even under autocast (the FFT has no bf16 path).
+        Computed in float32 even under autocast (the FFT has no bf16 path). A Cartesian head's
+        (real, imaginary) pairs are returned as their modulus and direction.
         """
+        if self.spectrum == "cartesian":
+            parts = self._cartesian_parts(hidden)
+            return parts.norm(dim=-1), normalise_phase(parts)
         bins = self.model.config.n_bins
         amplitude = F.softplus(self.amplitude_head(hidden).float())
         phase_vec = self.split_per_channel(self.phase_head(hidden).float(), bins, 2)
@@ -87,5 +112,13 @@ class FourierInversionPrediction(MaskedPatchObjective):
 
     def reconstruct(self, hidden: torch.Tensor) -> torch.Tensor:
         """Patches ``[B, L, P]`` (or ``[B, A, C, P]``) by Fourier inversion of the predicted spectrum."""
+        patch_len = self.model.config.patch_len
+        if self.spectrum == "cartesian":
+            parts = self._cartesian_parts(hidden)
+            return torch.fft.irfft(torch.complex(parts[..., 0], parts[..., 1]), n=patch_len, norm="ortho")
         amplitude, phase_vec = self.predict_spectrum(hidden)
-        return fip_reconstruct(amplitude, phase_vec, self.model.config.patch_len)
+        return fip_reconstruct(amplitude, phase_vec, patch_len)
+
+    def _cartesian_parts(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The Cartesian head's (real, imaginary) pairs ``[..., K, 2]``, in float32."""
+        return self.split_per_channel(self.spectrum_head(hidden).float(), self.model.config.n_bins, 2)
