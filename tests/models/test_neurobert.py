@@ -76,6 +76,38 @@ def test_flat_channel_zscores_to_zeros_not_nan() -> None:
     assert torch.equal(zscore_per_channel(torch.full((1, 1, 10), 5.0)), torch.zeros(1, 1, 10))
 
 
+def test_window_norm_keeps_relative_channel_amplitudes() -> None:
+    model = neurobert_small(input_norm="window")
+    base = torch.randn(2, 1, 400)
+    signal = torch.cat([base, 3.0 * base + 7.0], dim=1)  # channel 1: 3x louder, offset
+    patches = model.patchify(signal)
+    torch.testing.assert_close(patches[:, 1], 3.0 * patches[:, 0], atol=1e-5, rtol=1e-5)
+    # One scale per window: unit mean power over the window's channels, each channel centred.
+    torch.testing.assert_close(patches.pow(2).mean(dim=(1, 2, 3)), torch.ones(2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(patches.mean(dim=(2, 3)), torch.zeros(2, 2), atol=1e-5, rtol=1e-5)
+    # Per-channel z-scoring (the default) erases exactly that ratio.
+    default = neurobert_small().patchify(signal)
+    torch.testing.assert_close(default[:, 1], default[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_window_norm_statistics_ignore_padded_channels() -> None:
+    model = neurobert_small(input_norm="window").eval()
+    real = torch.randn(1, 3, 600)
+    padded = torch.cat([real, 1e3 * torch.randn(1, 2, 600)], dim=1)
+    mask = torch.tensor([[True, True, True, False, False]])
+    torch.testing.assert_close(model.patchify(padded, mask)[:, :3], model.patchify(real))
+    assert not model.patchify(padded, mask)[:, 3:].any()
+
+
+def test_input_norm_none_passes_the_signal_through_and_unknown_is_refused() -> None:
+    signal = torch.randn(1, 2, 400, dtype=torch.float64) * 50
+    patches = neurobert_small(input_norm="none").patchify(signal)
+    assert patches.dtype == torch.float32
+    torch.testing.assert_close(patches.reshape(1, 2, 400), signal.float())
+    with pytest.raises(ConfigError, match="input_norm='robust'"):
+        neurobert_small(input_norm="robust")
+
+
 def test_padded_channels_do_not_change_real_tokens_or_pooled_features() -> None:
     model = neurobert_small().eval()
     real = torch.randn(1, 3, 600)

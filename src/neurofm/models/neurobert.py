@@ -11,7 +11,10 @@ Data flow, top to bottom::
 
 The input is z-scored per channel per window inside the model (:meth:`NeuroBert.patchify`), so
 pretraining targets, fine-tuning and inference all see the same normalisation, whatever the
-amplitude scale of the recording. The checkpointed ``input_unit`` still records what the batch
+amplitude scale of the recording. ``input_norm`` chooses it: ``"channel"`` (that z-score, METHODS
+§6.4), ``"window"`` (each channel centred, one scale per window over its real channels, which keeps
+the channels' relative amplitudes, e.g. which muscles are active in EMG) or ``"none"`` (the signal
+as given, for data already scaled by the preparation recipe). The checkpointed ``input_unit`` still records what the batch
 held (``"100uV"`` for EEG, ``"device"`` for raw EMG counts), so a user knows what was fed.
 
 Two patch modes. ``"channel"`` (default): every channel's patch is its own token, embedded by one
@@ -35,6 +38,8 @@ from neurofm.models.blocks import Block
 from neurofm.models.registry import register_model
 
 PatchMode = Literal["channel", "mixed"]
+InputNorm = Literal["channel", "window", "none"]
+INPUT_NORMS: tuple[InputNorm, ...] = ("channel", "window", "none")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class NeuroBertConfig:
     input_unit: str = "100uV"
     patch_len: int = 200
     patch_mode: PatchMode = "channel"
+    input_norm: InputNorm = "channel"
     embed_dim: int = 128
     depth: int = 4
     num_heads: int = 4
@@ -72,6 +78,8 @@ class NeuroBertConfig:
             )
         if self.patch_mode not in ("channel", "mixed"):
             raise ConfigError(f"patch_mode={self.patch_mode!r}: use 'channel' or 'mixed'")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm={self.input_norm!r}: use one of {INPUT_NORMS}")
         if self.patch_mode == "mixed" and self.n_chans is None:
             raise ConfigError("patch_mode='mixed' mixes a fixed channel set: set n_chans")
         if self.n_chans is not None and not 1 <= self.n_chans <= self.max_channels:
@@ -120,6 +128,21 @@ def zscore_per_channel(signal: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     mean = signal.mean(dim=-1, keepdim=True)
     std = signal.std(dim=-1, keepdim=True, unbiased=False)
     return (signal - mean) / (std + eps)
+
+
+def zscore_per_window(signal: torch.Tensor, channel_mask: torch.Tensor | None = None,
+                      eps: float = 1e-6) -> torch.Tensor:
+    """Centre each channel of ``[B, C, T]`` and divide by one standard deviation per window,
+    pooled over its real channels (``channel_mask [B, C]``), so relative amplitudes survive."""
+    signal = signal.float()
+    centred = signal - signal.mean(dim=-1, keepdim=True)
+    power = centred.pow(2).mean(dim=-1)  # [B, C]
+    if channel_mask is None:
+        pooled = power.mean(dim=1)
+    else:
+        weight = channel_mask.to(power.dtype)
+        pooled = (power * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
+    return centred / (pooled.sqrt()[:, None, None] + eps)
 
 
 class NeuroBert(nn.Module):
@@ -196,11 +219,12 @@ class NeuroBert(nn.Module):
 
     def patchify(self, signal: torch.Tensor, channel_mask: torch.Tensor | None = None
                  ) -> torch.Tensor:
-        """Cut ``signal [B, C, T]`` into z-scored patches ``[B, C, A, P]`` (float32).
+        """Cut ``signal [B, C, T]`` into normalised patches ``[B, C, A, P]`` (float32).
 
-        A = floor(T / P); the remainder is dropped (METHODS §1). Each channel is z-scored over the
-        A*P samples kept, so patches are dimensionless; padded channels (``channel_mask`` False)
-        are set to zero whatever they held.
+        A = floor(T / P); the remainder is dropped (METHODS §1). By default each channel is
+        z-scored over the A*P samples kept, so patches are dimensionless (``input_norm``, see the
+        module docstring); padded channels (``channel_mask`` False) are set to zero whatever
+        they held.
         """
         batch, n_chans, n_times = signal.shape
         patch_len = self.config.patch_len
@@ -222,7 +246,13 @@ class NeuroBert(nn.Module):
             )
         if self.config.uses_channel_embedding and n_chans > self.config.max_channels:
             raise ConfigError(f"{n_chans} channels exceed max_channels={self.config.max_channels}")
-        signal = zscore_per_channel(signal[..., : n_patches * patch_len])
+        signal = signal[..., : n_patches * patch_len]
+        if self.config.input_norm == "channel":
+            signal = zscore_per_channel(signal)
+        elif self.config.input_norm == "window":
+            signal = zscore_per_window(signal, channel_mask)
+        else:
+            signal = signal.float()
         if channel_mask is not None:
             signal = signal * channel_mask[:, :, None].to(signal.dtype)
         return signal.reshape(batch, n_chans, n_patches, patch_len)
