@@ -2,8 +2,9 @@
 
 A split assigns whole groups (subjects, or subject+session pairs) to train/val/test, never single
 windows, so no subject's data leaks across parts. Splitting by recording is only for corpora
-with no subject ids (self-supervised validation), where nothing better is known. It is deterministic given its seed and lists the
-recording ids of each part, so a result file can carry the exact split it was computed on.
+with no subject ids (self-supervised validation), where nothing better is known. A split is
+deterministic given its seed and lists the recording ids of each part, so a result file can carry
+the exact split it was computed on.
 """
 
 from __future__ import annotations

@@ -200,8 +200,8 @@ class PretrainConfig(TrainConfig):
     ``tokenizer`` is the VQ-NSP checkpoint that gives ``mem`` its targets (required for ``mem``,
     refused otherwise). ``symmetric_masking`` applies to ``mem`` only; ``loss_on`` ("masked" or
     "all" patches, METHODS.md 6.4 ablation b) to ``fip`` and ``mae-time`` only; ``fip_spectrum``
-("polar", the specification, or "cartesian" real and imaginary parts) to ``fip`` only. Recipe defaults
-    differ per objective and model; see :func:`pretrain_defaults`.
+    ("polar", the specification, or "cartesian" real and imaginary parts) to ``fip`` only. Recipe
+    defaults differ per objective and model; see :func:`pretrain_defaults`.
     """
 
     task: ClassVar[str] = "pretrain"

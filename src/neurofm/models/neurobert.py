@@ -14,8 +14,9 @@ pretraining targets, fine-tuning and inference all see the same normalisation, w
 amplitude scale of the recording. ``input_norm`` chooses it: ``"channel"`` (that z-score, METHODS
 §6.4), ``"window"`` (each channel centred, one scale per window over its real channels, which keeps
 the channels' relative amplitudes, e.g. which muscles are active in EMG) or ``"none"`` (the signal
-as given, for data already scaled by the preparation recipe). The checkpointed ``input_unit`` still records what the batch
-held (``"100uV"`` for EEG, ``"device"`` for raw EMG counts), so a user knows what was fed.
+as given, for data already scaled by the preparation recipe). The checkpointed ``input_unit``
+still records what the batch held (``"100uV"`` for EEG, ``"device"`` for raw EMG counts), so a
+user knows what was fed.
 
 Two patch modes. ``"channel"`` (default): every channel's patch is its own token, embedded by one
 shared ``Linear(P -> D)``; a learned channel embedding indexed by montage position (row order of
