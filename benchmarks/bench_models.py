@@ -17,9 +17,9 @@ many times slower, and the row says so), ``cached targets``, ``batched symmetric
 (fused kernel), ``fused AdamW``, optionally ``torch.compile`` (``--compile``, also an inference
 row; minutes to compile on a 2-core CPU). Each workload also gets an untimed *fp32 ceiling* row:
 its counted FLOPs at 100% of the fp32 matmul rate, per fp32 GFLOP/s, beside its target, which
-says whether fp32 alone could meet the target at all. Model FLOPs are counted with ``torch.utils.flop_counter`` (network forward and
-backward of both passes; the tokenizer's forward separately); MFU is network FLOP/s over each
-measured matmul rate. Peak memory is the rise of the process RSS (CPU) or peak allocated (CUDA)
+says whether fp32 alone could meet the target at all. Model FLOPs are counted with
+``torch.utils.flop_counter`` (network forward and backward of both passes; the tokenizer's
+forward separately); MFU is network FLOP/s over each measured matmul rate. Peak memory is the rise of the process RSS (CPU) or peak allocated (CUDA)
 during the measured steps. The fp32-vs-bf16 agreement runs a few optimiser steps from the same
 initialisation on the same batches and reports the largest relative loss difference (documented
 tolerance 2%).

@@ -60,19 +60,20 @@ class WindowSplit:
         entries = [entry for entry in corpus if entry.id not in self.excluded]
         if not entries:
             raise ConfigError(f"data.exclude_recordings leaves no recording of corpus {corpus.path}")
-        with_subject = [entry for entry in entries if entry.subject is not None]
+        # Recordings that may validate; the anonymous ones only train.
+        can_validate = [entry for entry in entries if entry.subject is not None]
         anonymous = sorted(entry.id for entry in entries if entry.subject is None)
         by = "subject"
-        if not with_subject:
-            with_subject, anonymous, by = entries, [], "recording"
+        if not can_validate:
+            can_validate, anonymous, by = entries, [], "recording"
             if val_fraction > 0:
                 logger.warning("no recording of corpus %s has a subject id, so validation takes "
                                "whole recordings and may share subjects with training", corpus.path)
         elif anonymous:
             logger.warning("%d recording(s) without a subject id (e.g. %r) train but never "
                            "validate", len(anonymous), anonymous[0])
-        if val_fraction > 0 and len({group_of(entry, by) for entry in with_subject}) > 1:
-            split = group_split(with_subject, by=by, val_fraction=val_fraction, test_fraction=0.0,
+        if val_fraction > 0 and len({group_of(entry, by) for entry in can_validate}) > 1:
+            split = group_split(can_validate, by=by, val_fraction=val_fraction, test_fraction=0.0,
                                 seed=seed, name="pretraining")
             self.train_ids, self.val_ids = sorted([*split.train, *anonymous]), list(split.val)
         else:

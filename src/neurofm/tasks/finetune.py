@@ -164,7 +164,7 @@ def finetune_recipe(model: str) -> dict[str, Any]:
     engine = to_dict(load_config(FinetuneConfig, base={"model": model}))
     recipe = merge_nested(to_dict(FinetuneJobConfig()), engine)
     recipe = merge_nested(recipe, {"run": {"monitor": "val/score", "monitor_mode": "max",
-                                      "keep_last": 1}})
+                                           "keep_last": 1}})
     if model.startswith("labram_"):
         return merge_nested(recipe, {"drop_path": 0.2 if model == "labram_huge" else 0.1})
     return merge_nested(recipe, {
