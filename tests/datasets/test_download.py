@@ -323,10 +323,10 @@ def test_eegmat_downloads_are_verified_against_the_physionet_checksums(
     monkeypatch.setattr(download.urllib.request, "urlopen", fake_urlopen)
     with pytest.raises(DatasetError) as error:
         fetch("eegmat", mirror=mirror_dir, progress=False)
-    expected = get_dataset("eegmat").file("Subject12_1.edf").sha256
-    assert "eegmat/Subject12_1.edf" in str(error.value) and expected in str(error.value)
-    # Only the 24 subjects missing from the mirror are requested; the first failure stops it.
-    assert requested == ["https://physionet.org/files/eegmat/1.0.0/Subject12_1.edf"]
+    expected = get_dataset("eegmat").file("Subject32_1.edf").sha256
+    assert "eegmat/Subject32_1.edf" in str(error.value) and expected in str(error.value)
+    # Only the 4 subjects missing from the mirror are requested; the first failure stops it.
+    assert requested == ["https://physionet.org/files/eegmat/1.0.0/Subject32_1.edf"]
     assert not list((online / "eegmat").glob("*.edf"))
 
 

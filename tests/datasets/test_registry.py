@@ -76,27 +76,27 @@ def test_eegmat_lists_all_36_subjects_with_the_physionet_checksums(mirror_dir: P
         assert remote.url == f"https://physionet.org/files/eegmat/1.0.0/{remote.path}"
 
 
-def test_eegmat_resolves_the_12_mirror_subjects_as_a_partial_dataset(mirror_dir: Path) -> None:
+def test_eegmat_resolves_the_32_mirror_subjects_as_a_partial_dataset(mirror_dir: Path) -> None:
     resolved = resolve("eegmat", require="available")
     assert not resolved.complete
-    assert len(resolved.paths) == 25  # 12 subjects x 2 recordings + subject-info.csv
-    assert "partial: 12 of 36 subjects" in resolved.note
+    assert len(resolved.paths) == 65  # 32 subjects x 2 recordings + subject-info.csv
+    assert "partial: 32 of 36 subjects" in resolved.note
     assert "neurofm datasets fetch eegmat" in resolved.note
     assert all(path.parent == mirror_dir / "eegmat" for path in resolved.paths.values())
-    with pytest.raises(DatasetError, match="eegmat is not available locally.*48 file"):
+    with pytest.raises(DatasetError, match="eegmat is not available locally.*8 file"):
         resolve("eegmat", require="complete")
 
 
 def test_eegmat_sources_are_labelled_rest_and_arithmetic_per_subject(mirror_dir: Path) -> None:
     sources = resolve("eegmat", require="available").sources()
-    assert len(sources) == 24
+    assert len(sources) == 64
     first, second = sources[0], sources[1]
     assert (first.id, first.subject, first.label) == ("eegmat/Subject00_1", "Subject00", "rest")
     assert (second.id, second.subject, second.label) == ("eegmat/Subject00_2", "Subject00", "arithmetic")
     assert first.paths == (mirror_dir / "eegmat" / "Subject00_1.edf",)
     assert first.reader == READ_RECORDING
-    assert {s.subject for s in sources} == {f"Subject{n:02d}" for n in range(12)}
-    assert [s.label for s in sources].count("rest") == 12
+    assert {s.subject for s in sources} == {f"Subject{n:02d}" for n in range(32)}
+    assert [s.label for s in sources].count("rest") == 32
 
 
 def test_myo_sources_are_one_per_gesture_file_with_participant_and_session(mirror_dir: Path) -> None:
@@ -202,7 +202,7 @@ def test_resolved_sources_pickle_for_worker_processes() -> None:
 
 
 def test_spec_sources_without_root_uses_the_verified_local_files(mirror_dir: Path) -> None:
-    assert len(get_dataset("eegmat").sources()) == 24
+    assert len(get_dataset("eegmat").sources()) == len(list((mirror_dir / "eegmat").glob("Subject*.edf")))
     with pytest.raises(DatasetError, match="graz_mi is not available locally"):
         get_dataset("graz_mi").sources()
 
@@ -234,7 +234,7 @@ def test_cli_list_shows_complete_partial_and_absent_datasets(
     assert _cli("list") == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line and line.split()[0] in list_datasets()}
-    assert "partial" in lines["eegmat"] and "12 of 36 subjects" in lines["eegmat"]
+    assert "partial" in lines["eegmat"] and "32 of 36 subjects" in lines["eegmat"]
     assert "complete" in lines["myo_gestures"] and "complete" in lines["eeglab_sample"]
     for name in ABSENT_DATASETS:
         assert "absent" in lines[name]
@@ -244,7 +244,7 @@ def test_cli_list_shows_complete_partial_and_absent_datasets(
 
 
 def test_cli_fetch_offline_names_the_file_and_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"eegmat/Subject12_1\.edf.*NEUROFM_OFFLINE=1"):
+    with pytest.raises(DatasetError, match=r"eegmat/Subject32_1\.edf.*NEUROFM_OFFLINE=1"):
         _cli("fetch", "eegmat", "--dest", str(tmp_path / "dest"), "--quiet")
     assert not list((tmp_path / "dest").rglob("*.edf"))
 

@@ -110,15 +110,15 @@ def test_evaluate_command_on_a_task_without_data_exits_with_the_fetch_command(tm
     assert not (tmp_path / "out").exists()
 
 
-def test_eegmat_baseline_on_all_12_mirror_subjects_through_the_cli(mirror_dir, tmp_path, capsys):
+def test_eegmat_baseline_on_all_32_mirror_subjects_through_the_cli(mirror_dir, tmp_path, capsys):
     out = tmp_path / "out"
     status = main(["evaluate", "--task", "eegmat", "--baseline", "--corpus", str(tmp_path / "corpus"),
                    "--out", str(out), "--mirror", str(mirror_dir), "--bootstrap", "100", "--quiet"])
     assert status == 0
     printed = capsys.readouterr().out
-    assert "24 prepared" in printed and "auroc" in printed
+    assert "64 prepared" in printed and "auroc" in printed
     result = EvaluationResult.load(out / "bandpower_logreg.json")
-    subjects = {f"Subject{i:02d}" for i in range(12)}
+    subjects = {f"Subject{i:02d}" for i in range(32)}
     _assert_subject_wise(result.folds, subjects)
     assert set(result.subject_metrics) == subjects
     # Both files of a subject (rest _1 and arithmetic _2) sit in the same partition.
@@ -131,7 +131,7 @@ def test_eegmat_baseline_on_all_12_mirror_subjects_through_the_cli(mirror_dir, t
     for entry in Corpus(result.config["corpus"]):
         expected["0" if entry.label == "rest" else "1"] += entry.n_samples // 1000
     assert result.config["data"]["windows_per_class"] == expected
-    assert expected["1"] == 12 * 12
+    assert expected["1"] == 32 * 12
     _assert_metrics_valid(result)
     # The split is saved beside the result, identical to the one inside it.
     saved_folds = [Split.from_dict(f) for f in json.loads((out / "folds.json").read_text())]
