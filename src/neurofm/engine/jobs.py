@@ -7,8 +7,10 @@ windows (:mod:`neurofm.data`), a named model (:mod:`neurofm.models.registry`), a
 
 A run folder holds ``config.yaml`` (resolved), ``metrics.csv``, ``tensorboard/``,
 ``checkpoints/`` (training state, for ``--resume``), ``split.json`` (which recordings were used
-for training and validation) and, at the end, ``model/`` (the trained network in neurofm's
-safetensors format, loadable with :func:`neurofm.models.checkpoints.load_pretrained`).
+for training and validation), ``pretraining_data.json`` (their ids, subjects and content hashes:
+:mod:`neurofm.engine.pretraining_data`) and, at the end, ``model/`` (the trained network in
+neurofm's safetensors format, loadable with :func:`neurofm.models.checkpoints.load_pretrained`,
+its ``config.json`` carrying the same record).
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ from neurofm.engine import distributed
 from neurofm.engine.checkpointing import CheckpointManager
 from neurofm.engine.config import PretrainConfig, TokenizerTrainConfig, TrainConfig
 from neurofm.engine.data_order import sampler_batches
+from neurofm.engine.pretraining_data import (
+    CONFIG_KEY,
+    Inherited,
+    PretrainingRecord,
+    record_of_model_dir,
+    record_of_run,
+    write_record,
+)
 from neurofm.engine.trainer import Trainer, TrainResult, seed_everything
 from neurofm.errors import CheckpointError, ConfigError
 from neurofm.models.registry import create_model
@@ -201,8 +211,10 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
         data = WindowSplit(corpus, config.data.window_seconds, config.data.stride_seconds,
                            config.data.val_fraction, config.run.seed,
                            exclude=config.data.exclude_recordings)
+        record = pretraining_record_of(config, data)
         if ctx.is_main:
             atomic_write_json(run_dir / "split.json", data.describe())
+            write_record(run_dir, record)
         # The same initial weights on every rank (DDP also broadcasts them from rank 0).
         seed_everything(config.run.seed)
         objective, network = build_objective(config, data.train.window_length, run_dir, ctx)
@@ -223,16 +235,32 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
         cache = getattr(objective, "token_cache", None)
         if cache is not None:
             cache.save()
-        _export(network, export_copy, trainer, result, run_dir, config, ctx)
+        _export(network, export_copy, trainer, result, run_dir, config, ctx, record)
         return result
     finally:
         distributed.shutdown_distributed()
 
 
+def pretraining_record_of(config: TrainConfig, data: WindowSplit) -> PretrainingRecord:
+    """What the job trains on: ``data``'s training and validation recordings, plus (masked-EEG
+    modelling) the record of its tokenizer, whose data the student's targets come from."""
+    inherited = []
+    if isinstance(config, PretrainConfig) and config.objective == "mem":
+        inherited.append(Inherited("tokenizer", str(Path(config.tokenizer).resolve()),
+                                   record_of_model_dir(config.tokenizer)))
+        if inherited[0].record is None:
+            logger.warning("tokenizer %s has no pretraining record (an older file); the data it "
+                           "was trained on stays unknown to the overlap guard", config.tokenizer)
+    objective = f" --objective {config.objective}" if isinstance(config, PretrainConfig) else ""
+    return record_of_run(data.corpus, data.train_ids, data.val_ids,
+                         trained_by=f"neurofm {config.task}{objective}", inherited=inherited)
+
+
 def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
             result: TrainResult, run_dir: Path, config: TrainConfig,
-            ctx: distributed.DistributedContext) -> None:
-    """Write the trained network (best validation weights when validation ran) to run_dir/model.
+            ctx: distributed.DistributedContext, record: PretrainingRecord) -> None:
+    """Write the trained network (best validation weights when validation ran) to run_dir/model,
+    its ``config.json`` carrying the pretraining ``record``.
 
     Called on every rank: under FSDP, gathering the final weights is a collective. Sharded
     parameters cannot be saved as they are, so ``export_copy`` (an unsharded copy taken before
@@ -257,7 +285,7 @@ def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
     try:
         save_pretrained(target, run_dir / "model", model_name=config.model,
                         extra={"trained_by": f"neurofm {config.task}", "weights": source,
-                               "step": step})
+                               "step": step, CONFIG_KEY: record.to_dict()})
     except CheckpointError as error:
         logger.warning("the trained %s stays in the training checkpoints only: %s",
                        type(target).__name__, error)
