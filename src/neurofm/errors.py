@@ -37,3 +37,8 @@ class CorpusError(NeurofmError):
 
 class TrainingError(NeurofmError):
     """A training run cannot go on (e.g. the loss stayed non-finite); checkpoints stay intact."""
+
+
+class OverlapError(ConfigError):
+    """A checkpoint was pretrained on subjects the task validates or tests on (the overlap guard,
+    :mod:`neurofm.tasks.overlap`); ``--allow-overlap`` lets the run go on, reported."""
