@@ -124,3 +124,22 @@ def test_eegmat_montage_maps_19_scalp_channels_and_drops_the_rest(mirror_dir: Pa
     assert len(mapping.kept) == 19
     assert {m.label for m in mapping.dropped} == {"EEG A2-A1", "ECG ECG"}
     assert {"FP1", "T3", "T5", "O2", "CZ"} <= set(mapping.names)
+
+
+@pytest.mark.parametrize(
+    ("label", "name"),
+    [("Fc5.", "FC5"), ("Cz..", "CZ"), ("Fp1.", "FP1"), ("Afz.", "AFZ"), ("T10.", "T10"),
+     ("Iz..", "IZ"), ("Cpz.", "CPZ"), ("Po7.", "PO7"), ("Ft8.", "FT8"), ("Tp7.", "TP7")],
+)
+def test_eegbci_dotted_labels_normalise_to_the_vocabulary(label: str, name: str) -> None:
+    assert normalize_channel_name(label) == name
+
+
+def test_every_eegbci_channel_maps_onto_its_own_vocabulary_row(mirror_dir: Path) -> None:
+    import mne
+
+    raw = mne.io.read_raw_edf(mirror_dir / "eegbci" / "S001R01.edf", preload=False, verbose="ERROR")
+    mapping = map_channels(raw.ch_names)
+    assert len(raw.ch_names) == 64 and not mapping.dropped
+    assert len(set(mapping.indices)) == 64
+    assert {"FC5", "CZ", "FP1", "AFZ", "T9", "T10", "IZ"} <= set(mapping.names)

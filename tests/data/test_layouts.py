@@ -18,11 +18,13 @@ from neurofm.data.layouts import (
     read_bci_iv_mi,
     read_bi2012,
     read_dreams_excerpt,
+    read_dreams_spindles_excerpt,
     read_myo_gesture_file,
     read_sleep_edf,
 )
 from neurofm.data.readers import read_annotations_file
 from neurofm.data.recording import Annotation
+from neurofm.errors import RecordingError
 from layout_writers import (
     write_bi2012_mat,
     write_bi2012_npz,
@@ -246,3 +248,46 @@ def test_bci_iv_cues_become_class_annotations_and_eog_channels_are_typed(tmp_pat
     assert cues == [(3.0, 4.0, "left_hand"), (11.0, 4.0, "right_hand")]
     assert "1023" in [a.description for a in recording.annotations]  # rejected-trial marker kept
     np.testing.assert_allclose(recording.signal, np.round(signal * 10) / 10, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- DREAMS spindles (real)
+
+
+def test_dreams_spindles_excerpt6_keeps_its_extra_samples_unscored(mirror_dir: Path) -> None:
+    folder = mirror_dir / "dreams_spindles"
+    recording = read_dreams_spindles_excerpt(
+        folder / "excerpt6.txt", folder / "Hypnogram_excerpt6.txt",
+        folder / "Visual_scoring1_excerpt6.txt", sfreq=200.0, derivation="CZ-A1",
+    )
+    assert recording.signal.shape == (1, 360_140) and recording.unit == "uV"
+    assert recording.ch_names == ["CZ-A1"] and recording.ch_types == ["eeg"]
+    assert (recording.labels[-140:] == -1).all() and (recording.labels[:360_000] >= 0).all()
+    assert any("140 samples (0.7 s) beyond 30 min, kept" in w for w in recording.meta["warnings"])
+    spindles = [a for a in recording.annotations if a.description == "spindle_expert1"]
+    assert spindles and all(0 <= a.onset < 1800 and 0 < a.duration < 5 for a in spindles)
+    assert 15 < float(recording.signal.std()) < 35  # microvolts (README: 19-29 uV)
+
+
+def test_dreams_spindles_excerpt_with_the_wrong_rate_is_refused_naming_the_file(
+    mirror_dir: Path,
+) -> None:
+    path = mirror_dir / "dreams_spindles" / "excerpt3.txt"  # 50 Hz: 90,000 samples
+    with pytest.raises(RecordingError, match=r"excerpt3\.txt: 90000 samples at 100 Hz last 900 s.*30 min"):
+        read_dreams_spindles_excerpt(path, sfreq=100.0)
+    assert read_dreams_spindles_excerpt(path, sfreq=50.0).duration == 1800.0
+
+
+def test_dreams_spindles_reader_refuses_unknown_files_and_malformed_scorings(tmp_path: Path) -> None:
+    signal = tmp_path / "excerpt9.txt"
+    write_dreams_signal(signal, "CZ-A1", np.zeros(1800 * 10))
+    other = tmp_path / "notes.txt"
+    other.write_text("[Notes]\n1\n")
+    with pytest.raises(RecordingError, match=r"notes\.txt: header \[Notes\] is neither"):
+        read_dreams_spindles_excerpt(signal, other, sfreq=10.0)
+    scoring = tmp_path / "Visual_scoring1_excerpt9.txt"
+    scoring.write_text("[vis1_Spindles/CZ-A1]\n 10.0 1.0\n 20.0 x\n")
+    with pytest.raises(RecordingError, match=r"Visual_scoring1_excerpt9\.txt, line 3"):
+        read_dreams_spindles_excerpt(signal, scoring, sfreq=10.0)
+    recording = read_dreams_spindles_excerpt(signal, sfreq=10.0, derivation="C3-A1")
+    assert recording.labels is None
+    assert any("documented as 'C3-A1'" in w for w in recording.meta["warnings"])

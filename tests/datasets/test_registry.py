@@ -21,7 +21,8 @@ from neurofm.datasets.registry import (
 )
 from neurofm.errors import DatasetError
 
-MIRROR_DATASETS = ("eegmat", "myo_gestures", "eeglab_sample")
+MIRROR_DATASETS = ("eegmat", "myo_gestures", "eeglab_sample", "eegbci", "dreams_spindles", "formats")
+PARTIAL_IN_MIRROR = ("eegmat", "eegbci", "dreams_spindles")
 ABSENT_DATASETS = ("dreams_sleep", "bi2012_p300", "graz_mi")
 
 
@@ -37,10 +38,12 @@ def _mirror_sums(mirror_dir: Path, folder: str, name: str = "SHA256SUMS") -> dic
     return download.read_sha256sums(mirror_dir / folder / name)
 
 
-def test_registry_names_the_six_datasets() -> None:
+def test_registry_names_the_nine_datasets() -> None:
     assert set(list_datasets()) == {
         "eegmat", "dreams_sleep", "myo_gestures", "bi2012_p300", "graz_mi", "eeglab_sample",
+        "eegbci", "dreams_spindles", "formats",
     }
+    assert [n for n in list_datasets() if get_dataset(n).modality != "eeg"] == ["myo_gestures"]
 
 
 def test_every_entry_names_its_source_licence_files_and_recordings() -> None:
@@ -58,6 +61,7 @@ def test_every_entry_names_its_source_licence_files_and_recordings() -> None:
         assert planned <= {remote.path for remote in spec.files}
         assert len({source.id for source in spec.recording_plan}) == len(spec.recording_plan)
         assert all(source.id.startswith(f"{name}/") for source in spec.recording_plan)
+        assert set(spec.pretraining_exclusions) <= {source.id for source in spec.recording_plan}
 
 
 def test_unknown_dataset_name_lists_the_known_ones() -> None:
@@ -125,10 +129,12 @@ def test_mirror_files_verify_against_the_mirror_sha256sums(mirror_dir: Path, nam
     sums = _mirror_sums(mirror_dir, spec.mirror_folder)
     by_path = {status.path: status for status in state.files}
     for relative, digest in sums.items():
+        if relative not in by_path:  # the mirror's own notes (eegbci/ORIGINAL_BLOBS.txt)
+            continue
         assert spec.file(relative).sha256 == digest
         assert by_path[relative].state == "verified"
         assert by_path[relative].actual == digest
-    assert state.status == ("partial" if name == "eegmat" else "complete")
+    assert state.status == ("partial" if name in PARTIAL_IN_MIRROR else "complete")
 
 
 @pytest.mark.parametrize("name", ABSENT_DATASETS)
@@ -141,6 +147,43 @@ def test_datasets_missing_from_mirror_are_reported_absent(mirror_dir: Path, name
     assert spec.sources(mirror_dir / spec.mirror_folder) == []
     with pytest.raises(DatasetError, match=f"{name} is not available locally"):
         resolve(name, require="available")
+
+
+def test_eegbci_plans_109_subjects_and_verifies_the_mirror_s001_runs(mirror_dir: Path) -> None:
+    spec = get_dataset("eegbci")
+    assert len(spec.subjects) == 109 and spec.subjects[0] == "S001" and spec.subjects[-1] == "S109"
+    assert len(spec.recording_plan) == 109 * 14
+    assert spec.file("S002R01.edf").sha256 is None  # no checksum in neurofm beyond S001
+    assert spec.file("S002R01.edf").url == "https://physionet.org/files/eegmmidb/1.0.0/S002/S002R01.edf"
+    assert "repaired" in spec.checksum_source and "Attribution" in spec.license
+    sources = resolve("eegbci", require="available").sources()
+    assert [s.id for s in sources] == [f"eegbci/S001R{run:02d}" for run in range(1, 15)]
+    assert {(s.subject, s.session) for s in sources[:2]} == {("S001", "R01"), ("S001", "R02")}
+    assert availability("eegbci").subjects_available() == (1, 109)
+
+
+def test_dreams_spindles_plans_8_excerpts_with_their_documented_rates(mirror_dir: Path) -> None:
+    spec = get_dataset("dreams_spindles")
+    plan = {s.id: s for s in spec.recording_plan}
+    rates = {s.subject: s.reader_kwargs["sfreq"] for s in plan.values() if "sfreq" in s.reader_kwargs}
+    assert rates == {"excerpt1": 100.0, "excerpt2": 200.0, "excerpt3": 50.0, **{
+        f"excerpt{n}": 200.0 for n in range(4, 9)}}
+    assert plan["dreams_spindles/excerpt1"].reader_kwargs["derivation"] == "C3-A1"
+    assert "publishes none" in spec.checksum_source and "NoDerivs 3.0" in spec.license
+    assert spec.file("excerpt7.txt").sha256 is None
+    assert "dreams_spindles/excerpt3_psg" in spec.pretraining_exclusions
+    present = {s.id for s in resolve("dreams_spindles", require="available").sources()}
+    assert present == {f"dreams_spindles/excerpt{n}" for n in range(1, 7)} | {
+        "dreams_spindles/excerpt3_psg"}
+
+
+def test_dreams_spindles_source_reads_signal_stages_and_both_experts(mirror_dir: Path) -> None:
+    source = next(s for s in get_dataset("dreams_spindles").sources() if s.subject == "excerpt1")
+    recording = source.load()
+    assert (recording.sfreq, recording.n_samples, recording.ch_names) == (100.0, 180_000, ["C3-A1"])
+    descriptions = {a.description for a in recording.annotations}
+    assert {"spindle_expert1", "spindle_expert2", "spindle_automatic", "N2"} <= descriptions
+    assert recording.labels is not None and recording.labels.max() <= 4
 
 
 def test_absent_source_plans_still_describe_each_recording() -> None:

@@ -5,6 +5,8 @@ Each returns a :class:`~neurofm.data.recording.Recording` with its unit and samp
 - :func:`read_myo_gesture_file` — Myo armband CSV text, one file per gesture (``myo_gestures``).
 - :func:`read_dreams_excerpt` — DREAMS: signal text file(s) or a Subjects-database EDF, plus the
   5-s hypnogram text.
+- :func:`read_dreams_spindles_excerpt` — DREAMS Sleep Spindles: one 30-min derivation as text at
+  a rate the caller states, with its hypnogram and spindle scorings.
 - :func:`read_sleep_edf` — Sleep-EDF: PSG EDF + hypnogram EDF (R&K stages mapped to AASM).
 - :func:`read_bi2012` — Brain Invaders 2012 P300: neurofm's documented NPZ layout or the
   release's MATLAB files.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -239,6 +242,57 @@ def _read_dreams_signal_texts(paths: list[Path]) -> tuple[list[str], np.ndarray]
     return names, np.vstack(rows).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class _DreamsStages:
+    """A DREAMS hypnogram read and checked against its signal: stage spans and the rule set."""
+
+    spans: list[Annotation]
+    scoring: str
+
+
+def _dreams_rate_from_hypnogram(signal_path: Path, hypnogram_path: Path, n_samples: int) -> float:
+    """The sampling rate implied by a signal length and its 5-s hypnogram (a whole number of Hz)."""
+    _, codes = _read_dreams_text(hypnogram_path)
+    if len(codes) == 0:
+        raise RecordingError(f"{hypnogram_path}: the hypnogram holds no stages")
+    derived = n_samples / (len(codes) * DREAMS_EPOCH_SECONDS)
+    if abs(derived - round(derived)) > 1e-9 or round(derived) <= 0:
+        raise RecordingError(
+            f"{signal_path} and {hypnogram_path}: {n_samples} samples for {len(codes)} 5-s stages "
+            f"gives {derived:.4f} Hz, not a whole sampling rate; the files do not belong "
+            "together or the hypnogram is incomplete: pass sfreq explicitly to check"
+        )
+    return float(round(derived))
+
+
+def _read_dreams_hypnogram(
+    hypnogram_path: Path, signal_path: Path, n_samples: int, sfreq: float
+) -> _DreamsStages:
+    """Stage spans of a DREAMS hypnogram whose length must fit ``n_samples`` at ``sfreq`` Hz.
+
+    ``[HypnogramAASM]`` files use :data:`DREAMS_AASM_CODES`, any other header R&K codes
+    (:data:`DREAMS_RK_TO_AASM`); one stage per 5 s, and the stage count must be the signal's
+    length in 5-s steps, rounded either way.
+    """
+    header, codes_float = _read_dreams_text(hypnogram_path)
+    if not np.all(codes_float == np.round(codes_float)):
+        raise RecordingError(f"{hypnogram_path}: hypnogram codes must be integers")
+    codes = codes_float.astype(np.int64)
+    if len(codes) == 0:
+        raise RecordingError(f"{hypnogram_path}: the hypnogram holds no stages")
+    is_aasm = header is not None and "AASM" in header.upper()
+    code_map = DREAMS_AASM_CODES if is_aasm else DREAMS_RK_TO_AASM
+    expected_epochs = n_samples / (sfreq * DREAMS_EPOCH_SECONDS)
+    if not np.floor(expected_epochs) <= len(codes) <= np.ceil(expected_epochs):
+        raise RecordingError(
+            f"{hypnogram_path}: {len(codes)} stages of 5 s ({len(codes) * 5:g} s) but the signal "
+            f"{signal_path} lasts {n_samples / sfreq:g} s at {sfreq:g} Hz; the hypnogram and "
+            "signal lengths disagree: check that they belong together and the sampling rate"
+        )
+    stages = [code_map.get(int(c)) for c in codes]
+    return _DreamsStages(_merge_epochs(stages, DREAMS_EPOCH_SECONDS), "AASM" if is_aasm else "R&K")
+
+
 def read_dreams_excerpt(
     signal_path: str | Path | Sequence[str | Path],
     hypnogram_path: str | Path,
@@ -277,38 +331,12 @@ def read_dreams_excerpt(
         signal = signal_recording.signal
     else:
         names, signal = _read_dreams_signal_texts(paths)
-    hyp_header, codes_float = _read_dreams_text(hypnogram_path)
-    if not np.all(codes_float == np.round(codes_float)):
-        raise RecordingError(f"{hypnogram_path}: hypnogram codes must be integers")
-    codes = codes_float.astype(np.int64)
-    is_aasm = hyp_header is not None and "AASM" in hyp_header.upper()
-    code_map = DREAMS_AASM_CODES if is_aasm else DREAMS_RK_TO_AASM
-
     n_samples = signal.shape[1]
-    n_epochs = len(codes)
-    if n_epochs == 0:
-        raise RecordingError(f"{hypnogram_path}: the hypnogram holds no stages")
     if sfreq is None:
-        derived = n_samples / (n_epochs * DREAMS_EPOCH_SECONDS)
-        if abs(derived - round(derived)) > 1e-9 or round(derived) <= 0:
-            raise RecordingError(
-                f"{paths[0]} and {hypnogram_path}: {n_samples} samples for {n_epochs} 5-s stages "
-                f"gives {derived:.4f} Hz, not a whole sampling rate; the files do not belong "
-                "together or the hypnogram is incomplete: pass sfreq explicitly to check"
-            )
-        sfreq = float(round(derived))
-    expected_epochs = n_samples / (sfreq * DREAMS_EPOCH_SECONDS)
-    if not np.floor(expected_epochs) <= n_epochs <= np.ceil(expected_epochs):
-        raise RecordingError(
-            f"{hypnogram_path}: {n_epochs} stages of 5 s ({n_epochs * 5:g} s) but the signal "
-            f"{paths[0]} lasts {n_samples / sfreq:g} s at {sfreq:g} Hz; the hypnogram and "
-            "signal lengths disagree: check that they belong together and the sampling rate"
-        )
-
-    stages = [code_map.get(int(c)) for c in codes]
-    spans = _merge_epochs(stages, DREAMS_EPOCH_SECONDS)
+        sfreq = _dreams_rate_from_hypnogram(paths[0], hypnogram_path, n_samples)
+    stages = _read_dreams_hypnogram(hypnogram_path, paths[0], n_samples, sfreq)
     warnings_out: list[str] = []
-    spans = keep_annotations_inside(spans, n_samples / sfreq, hypnogram_path, warnings_out)
+    spans = keep_annotations_inside(stages.spans, n_samples / sfreq, hypnogram_path, warnings_out)
     if signal_recording is None:
         signal_recording = Recording(
             signal=signal,
@@ -328,10 +356,156 @@ def read_dreams_excerpt(
             "reader": "neurofm.data.layouts.read_dreams_excerpt",
             "signal_files": [str(p) for p in paths],
             "hypnogram": str(hypnogram_path),
-            "hypnogram_scoring": "AASM" if is_aasm else "R&K",
+            "hypnogram_scoring": stages.scoring,
             "label_names": list(SLEEP_STAGES),
             "mains_freq": 50.0,
             "warnings": [*signal_recording.meta.get("warnings", []), *warnings_out],
+        },
+    )
+
+
+#: Length of every DREAMS Sleep Spindles excerpt, in seconds (30 min).
+DREAMS_SPINDLES_EXCERPT_SECONDS = 1800.0
+
+#: DREAMS Sleep Spindles scoring files, by the first part of their header line
+#: (``[vis1_Spindles/C3-A1]``) -> annotation description of each scored spindle.
+DREAMS_SPINDLE_SCORINGS: dict[str, str] = {
+    "vis1_spindles": "spindle_expert1",
+    "vis2_spindles": "spindle_expert2",
+    "spindles": "spindle_automatic",
+}
+
+
+def _dreams_excerpt_length_check(path: Path, n_samples: int, sfreq: float) -> str | None:
+    """Refuse a DREAMS spindles excerpt whose length is not 30 min at ``sfreq``.
+
+    Up to one second more than 30 min is accepted (excerpt6 holds 140 samples more at 200 Hz)
+    and kept; the returned line says so for ``meta["warnings"]``.
+    """
+    expected = int(round(DREAMS_SPINDLES_EXCERPT_SECONDS * sfreq))
+    if expected <= n_samples < expected + sfreq:
+        extra = n_samples - expected
+        if not extra:
+            return None
+        return (
+            f"{path}: {extra} samples ({extra / sfreq:g} s) beyond 30 min, kept; the hypnogram "
+            "leaves them unscored"
+        )
+    raise RecordingError(
+        f"{path}: {n_samples} samples at {sfreq:g} Hz last {n_samples / sfreq:g} s, but a DREAMS "
+        f"spindles excerpt lasts 30 min ({expected} samples at {sfreq:g} Hz, at most one second "
+        "more). The sampling rate is not in the file: check the rate given for this excerpt "
+        "(excerpt1 100 Hz, excerpt3 50 Hz, the others 200 Hz), or re-download a truncated file"
+    )
+
+
+def _read_dreams_spindle_scoring(path: Path, description: str) -> list[Annotation]:
+    """One annotation per line (onset and duration in seconds) of a DREAMS spindle scoring."""
+    with path.open("r", encoding="latin-1") as handle:
+        lines = [line.strip() for line in handle]
+    annotations = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        fields = line.split()
+        try:
+            onset, duration = (float(v) for v in fields)
+        except ValueError:
+            raise RecordingError(
+                f"{path}, line {number}: {line[:60]!r} is not two numbers (spindle onset and "
+                "duration in seconds); repair or re-download the file"
+            ) from None
+        annotations.append(Annotation(onset, duration, description))
+    return annotations
+
+
+def _dreams_file_header(path: Path) -> str:
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such DREAMS file; check the path")
+    with path.open("r", encoding="latin-1") as handle:
+        first = handle.readline().strip()
+    if not (first.startswith("[") and first.endswith("]")):
+        raise RecordingError(
+            f"{path}: first line {first[:60]!r} is not a DREAMS '[name]' header line"
+        )
+    return first[1:-1].strip()
+
+
+def read_dreams_spindles_excerpt(
+    signal_path: str | Path,
+    *annotation_paths: str | Path,
+    sfreq: float,
+    derivation: str | None = None,
+) -> Recording:
+    """Read a DREAMS Sleep Spindles excerpt (``excerptN.txt``) with its hypnogram and scorings.
+
+    The signal file holds a ``[C3-A1]``-style header naming the derivation, then one value per
+    line in microvolts: 30 min of one EEG derivation. The file does not state its sampling rate,
+    so ``sfreq`` (Hz) is required; the sample count must be 30 min at that rate, up to one
+    second more, which is kept (excerpt6 is 140 samples, 0.7 s, longer; the extra samples are
+    noted in ``meta["warnings"]`` and stay unscored). ``derivation``, when given, is compared
+    with the header; a difference is noted in ``meta["warnings"]``.
+
+    ``annotation_paths`` are recognised by their header: ``[Hypnogram]`` (R&K stage every 5 s,
+    mapped to AASM per-sample ``labels`` and stage annotations, as :func:`read_dreams_excerpt`),
+    ``[vis1_Spindles/...]``, ``[vis2_Spindles/...]`` and ``[Spindles/...]`` (one spindle per
+    line, onset and duration in seconds) -> annotations named by :data:`DREAMS_SPINDLE_SCORINGS`.
+
+    Returns one ``eeg`` channel, float32 ``[1, T]`` in ``"uV"``.
+
+    Raises:
+        RecordingError: naming the file, for a length that does not fit 30 min at ``sfreq``, a
+            hypnogram that does not fit the signal, a malformed line or an unknown header.
+    """
+    path = Path(signal_path)
+    if sfreq <= 0:
+        raise RecordingError(f"{path}: sfreq={sfreq} must be the excerpt's positive rate in Hz")
+    names, signal = _read_dreams_signal_texts([path])
+    n_samples = signal.shape[1]
+    warnings_out: list[str] = []
+    length_note = _dreams_excerpt_length_check(path, n_samples, sfreq)
+    if length_note:
+        warnings_out.append(length_note)
+    if derivation is not None and names[0].upper() != derivation.upper():
+        warnings_out.append(f"{path}: header names {names[0]!r}, documented as {derivation!r}")
+    annotations: list[Annotation] = []
+    labels = None
+    meta: dict[str, Any] = {}
+    for extra in map(Path, annotation_paths):
+        header = _dreams_file_header(extra)
+        kind = header.split("/")[0].strip().lower()
+        if kind == "hypnogram":
+            stages = _read_dreams_hypnogram(extra, path, n_samples, sfreq)
+            spans = keep_annotations_inside(stages.spans, n_samples / sfreq, extra, warnings_out)
+            annotations += spans
+            labels = _labels_from_stage_spans(spans, n_samples, sfreq)
+            meta |= {"hypnogram": str(extra), "hypnogram_scoring": stages.scoring,
+                     "label_names": list(SLEEP_STAGES)}
+        elif kind in DREAMS_SPINDLE_SCORINGS:
+            spindles = _read_dreams_spindle_scoring(extra, DREAMS_SPINDLE_SCORINGS[kind])
+            annotations += keep_annotations_inside(spindles, n_samples / sfreq, extra, warnings_out)
+            meta.setdefault("spindle_scorings", {})[DREAMS_SPINDLE_SCORINGS[kind]] = str(extra)
+        else:
+            raise RecordingError(
+                f"{extra}: header [{header}] is neither a hypnogram nor a spindle scoring "
+                f"({', '.join(sorted(DREAMS_SPINDLE_SCORINGS))}); pass only the excerpt's files"
+            )
+    return Recording(
+        signal=signal,
+        ch_names=names,
+        ch_types=["eeg"],
+        sfreq=float(sfreq),
+        unit="uV",
+        annotations=annotations,
+        source=path,
+        labels=labels,
+        meta={
+            "reader": "neurofm.data.layouts.read_dreams_spindles_excerpt",
+            "original_units": "uV",
+            "sfreq_note": "given by the database description; the text file holds no rate",
+            "mains_freq": 50.0,
+            **meta,
+            "warnings": warnings_out,
         },
     )
 

@@ -228,3 +228,104 @@ BCI_IV_ARCHIVE_SHA256: dict[str, str] = {
     "BCICIV_2a_gdf.zip": "65fe93cb766e4b00ece69a200312d81f54bba17c642406bd922d913a8aedc024",
     "BCICIV_2b_gdf.zip": "1af1625d8a2c7c793d23236000f49cef2a064a71337194585b4fa353eff62e15",
 }
+
+#: PhysioNet EEG Motor Movement/Imagery 1.0.0, subject S001 only: the SHA-256 of the shared
+#: mirror's *repaired* copy (its ``eegbci/SHA256SUMS``). That copy came from a public git
+#: repository whose files had every LF stored as CR LF; it was turned back byte for byte, and
+#: R01/R02, which had also lost their last fraction of a second, were cut to 60 whole records.
+#: PhysioNet's own SHA256SUMS.txt was not available to compare with, so these values verify the
+#: mirror copy, not a fresh PhysioNet download (whose R01/R02 are longer). Other subjects have no
+#: checksum here: pass PhysioNet's SHA256SUMS.txt with ``--checksums`` when fetching them.
+EEGBCI_S001_SHA256: dict[str, str] = {
+    "S001R01.edf": "fd3634aace054ca9f7d180ac90f64873c818caf07b7efc33730866ef941cfb02",
+    "S001R01.edf.event": "98cfbe863896ed90aa76ff95ad4151ed3b02157854cfa6a974121fc123c109c0",
+    "S001R02.edf": "66ab7ace7268e3d7455550884bfac827da8556fce5b6f4698d78de8800b5e631",
+    "S001R02.edf.event": "98cfbe863896ed90aa76ff95ad4151ed3b02157854cfa6a974121fc123c109c0",
+    "S001R03.edf": "3427c8d01bff1380bc9ab9f27a35ece2af5dfadf3e291bbc05eb66e4dadbfe2e",
+    "S001R03.edf.event": "ba934fef5794a278b361c657b30c7a254a5c2d10754a37f484373d779d37bf66",
+    "S001R04.edf": "3d161f88e1c00632585287d2ce584c2bc0f08862438eb255ea8723e00fac693d",
+    "S001R04.edf.event": "c81d77b099878d1d392e93aa7a18a46b936b690bad605aa84a652b2bd9cbff1d",
+    "S001R05.edf": "8828f4b97931100af136cebf27838248b82f69cf359f7e6c3146a1970a8fb8d9",
+    "S001R05.edf.event": "53f4af70d71eafab6e0d5fabc2c8e8b73a48b4f21df8be00e2543cc640c12549",
+    "S001R06.edf": "5369364f2c4e81ca141679d6dd2ba6ece61c7eb53d7fae31241b308876e1b6b3",
+    "S001R06.edf.event": "ea56fcb5af6dc22a09e6c52c6c50be06f5bf4722cba178188f67732c6ecd0395",
+    "S001R07.edf": "6320a941815eb7a0bc632e32c07c88b6e2281a0e2f177e8f49e2d0a16231145c",
+    "S001R07.edf.event": "92b3e8a6b67a6846154b1244f9044558257134f17b25840c7f71206ad195584e",
+    "S001R08.edf": "358fb5189220725141968ae285fbe9e3f36210b834ffba71d940af308e3aca68",
+    "S001R08.edf.event": "ccd5cf82de626903ece23e339121ff7919b3c3788cf647b575cf08dbb0198ebd",
+    "S001R09.edf": "1b642457807be572c31e8bb56a936cbdb554507d66e25e242c9bd1b0c557c53c",
+    "S001R09.edf.event": "e438579df1a078f089a8a64cd82e2e11cb94abbd724605c4705658e9cc2458fd",
+    "S001R10.edf": "20de1c7746c2349d16bda5e9f1b0ac7b7ad1581102a2e30dd2ac422696f62fb1",
+    "S001R10.edf.event": "8162d74d19617d3dc613cc4d3505a1e143edecd3fb9c7901e255495cf94de0d1",
+    "S001R11.edf": "d5296b9232b0ad88b7022155cbcde618df44d4b0db046ce3bec54f8f8644207a",
+    "S001R11.edf.event": "8162d74d19617d3dc613cc4d3505a1e143edecd3fb9c7901e255495cf94de0d1",
+    "S001R12.edf": "2b281c9b687b4c4176e83251d74743721f2d6ebd76656a972a3b9c44d9d88cd5",
+    "S001R12.edf.event": "482ba145b4cf10d7d6dc91bf708cc14230ec2a86592562a3f6c187be5c9f3e9b",
+    "S001R13.edf": "dde646236a13d846ca68ee71440f1fd38d818bc50a2f4804a29bcf0f773ad167",
+    "S001R13.edf.event": "1513629f6e8e700394421b828869afdbd4e2ccdf8bdbed2127f75a42b2db3ff4",
+    "S001R14.edf": "2110c48e3106898e3dbca47e39b330637afd3d3b8bc2da3ba1e44f4ac1118137",
+    "S001R14.edf.event": "7e61f9359aba654d84b2ebabe218ba21c6b3f8c33a13e5b6c9c71df1e91cd112",
+}
+
+#: DREAMS Sleep Spindles database, excerpts 1-6 and the licence file: SHA-256 of the files as
+#: taken byte for byte from github.com/carlosloza/spindles-HMM at commit
+#: 37c0e2c7ad991223556151c586051b283ce5af9b (the shared mirror's ``dreams_spindles/SHA256SUMS``).
+#: The University of Mons publishes no checksums; excerpts 7 and 8 have none here.
+DREAMS_SPINDLES_SHA256: dict[str, str] = {
+    "Automatic_detection_excerpt1.txt": "4543fbcb3f86e411c2673a7e0eab45d850e710792147098cc4131f3d0a1ba157",
+    "Automatic_detection_excerpt2.txt": "e77c3f3777a58587dbd84f8e831d12189430b8b205d36e7dea017b0c93354e9c",
+    "Automatic_detection_excerpt3.txt": "064a4b2cd8e97fa12c4d2c32a1b248a99938ac0b5054bbcaaa4c62f666aa7a59",
+    "Automatic_detection_excerpt4.txt": "13b4d24d79c3c3c05ce14fd51696951d5e2108303f5c12971946b0cb1e2842e4",
+    "Automatic_detection_excerpt5.txt": "9e7b277e734d9e1dedfe6915954ddf665c4e519bf0dfde463b389d573dc15494",
+    "Automatic_detection_excerpt6.txt": "0df342f969348252243f1e4048916ab946e5beba172fe1cd5725b62142807eae",
+    "DREAMS_databases_License.txt": "6fbe5ae448a1e7f3e82ae2e3567c28a9f885e47251c7f3d650bf489e67cc0763",
+    "Hypnogram_excerpt1.txt": "87df5588970293822d14e54546819ac7a1edd35640cf28af6f529c15e1190417",
+    "Hypnogram_excerpt2.txt": "cef3f997dcc00a2c74654549f73089eb6d2d18f1cbb55f071cd8bb230936ca87",
+    "Hypnogram_excerpt3.txt": "b6754c0e54b4df98663cd931e578111038f71fdcbde605b2df00739fb34d6ba8",
+    "Hypnogram_excerpt4.txt": "edea559666ef26f6e0c17423bed0dab9a9d01d670311c94349908e808af00995",
+    "Hypnogram_excerpt5.txt": "cc1975c5f6e196b822e2b0968f959102bef104b09800eb912318300dee611026",
+    "Hypnogram_excerpt6.txt": "e12ffa6af4f4277ea569fd9aeabf77076b556ac12aa46eeee2e81745e3758984",
+    "Visual_scoring1_excerpt1.txt": "8e250f06ce94732aff585ab7db70ed34db5073bbd2300e15f183231d1e66ac20",
+    "Visual_scoring1_excerpt2.txt": "6893143fe97e8ebe1267c1d788ec0583b8332074f989f9986aed56aa1dfef341",
+    "Visual_scoring1_excerpt3.txt": "320e0945edb3e8f533a1aace7288e6caeaa6697c980d46eb17f699f392a194fa",
+    "Visual_scoring1_excerpt4.txt": "53ccfcad31c5272f5b14ea53b0abfc4a1e193af80ab928743d6e2d50ddda28d6",
+    "Visual_scoring1_excerpt5.txt": "ad319fcb700b27dc94ecf3219bb1fb947f1e4f408785bb1a1b6bbadc091c419d",
+    "Visual_scoring1_excerpt6.txt": "0a128035bdfcfb5de8a0b2a94622a6f210b87f6f49cdf62d8d4783f495ac8fd7",
+    "Visual_scoring2_excerpt1.txt": "3cadadff51f6224b41ec276e4f154e88146db4fd2f99ac163b442d52585586ae",
+    "Visual_scoring2_excerpt2.txt": "323afc155a9f7082af6a0d81eebe08c7a386a7212414c843b805487304b4fa23",
+    "Visual_scoring2_excerpt3.txt": "b862697af7c7234650af2dbf70d530aee93a197d664c769b1d8f6df388f1226d",
+    "Visual_scoring2_excerpt4.txt": "90584fd25c077d55836e9391c51e6ecec37990f72fca74199f19e844a052f529",
+    "Visual_scoring2_excerpt5.txt": "2ef5e0ee64fab237731dc48761860a4f5ea6f51e0bfae80bfe4f31ce4effe69a",
+    "Visual_scoring2_excerpt6.txt": "a9951a8167ef7719b29e87b36817a4182e460b81a0318bbc2703880c80a84fa2",
+    "excerpt1.txt": "8e93c48c6f4bf322e79e3efaa167d30be0c2342be44f4560a0e76055dad6e969",
+    "excerpt2.txt": "8d541b9754096570e14f752af1f2785acdeac4af56fa5867bca5fac6538689a5",
+    "excerpt3.edf": "c829bdca73ad29c12c965b61522a4eae74763b38d6cc6ac8724e6e70cdf56438",
+    "excerpt3.txt": "b0049afafaabd543e75ad24f860ab3423df412f99c96a7028674a44fc14725a1",
+    "excerpt4.txt": "843f918cba427b77594b0e8bca576e40c3e1626185b1eb858adffb85c5820ac0",
+    "excerpt5.txt": "9b5e5f99f4447ec5c9b7029f6e5fae254cb3eec706fb3267c4d1359f40ed4b87",
+    "excerpt6.txt": "ca2f3968167c7847981164437c2c4f2839ce3c4079ace4f67341798491f39f4e",
+}
+
+#: One small file per reader format from github.com/mne-tools/mne-testing-data at commit
+#: e31ecb0ab137b3d89c938d0985d42f1d2ffb2bad; computed from the files at that commit (the shared
+#: mirror's ``formats/SHA256SUMS``), as for the EEGLAB sample.
+MNE_FORMATS_SHA256: dict[str, str] = {
+    "bdf/test_bdf_stim_channel.bdf": "d555c9550069c0402835092ac3b2136ac238c8b8996069e11594350826d765a3",
+    "brainvision/test_NO.eeg": "894099d7ea0db262bd2dd84918ff96e5c81e39f7677f0405746faaed1623604b",
+    "brainvision/test_NO.vhdr": "aa3f2d42a1ad3897e702c27d09abdd261f01ccdeb0dae2e674af25fe7be72261",
+    "brainvision/test_NO.vmrk": "fc02236e72a90124ea04f171a065ae94784ec707bbd96632a86a44499bf7cf27",
+    "cnt/scan41_short.cnt": "f58b7182f6be670159a79090fb666d3f1ed6645f5b488d0016940fd2b8b7e5b6",
+    "edf/SC4001EC-Hypnogram.edf": "a4cf67694ade1b52a0ddd06d5817fd45d2d3e8bac5302f640f3e9cfbbf12a996",
+    "edf/test_reduced.edf": "644acaf3aa547d85d73ed4a7224008c55be1487227e5eb029274877e2c61a39a",
+    "edf/test_utf8_annotations.edf": "e13bfacba83898370f38040f29a1503572686b33df680dd95147d87d19dfd7b8",
+    "eeglab/test_raw_chanloc.fdt": "9af95ab9fdab8ddad1422c62507ea3cee00fb0312e7b8fc4cc7ff563939dc1c2",
+    "eeglab/test_raw_chanloc.set": "5d8e25c6515736586f944ffbdca1ebcf70a79dc2f07db48559745741e9e5490e",
+    "fif/bv_dig_raw.fif": "77f91f116d274b37c52b98957b5fad93dc397cc9fe3a93026902dbbe156b7818",
+    "gdf/test_1ch.gdf": "a01faf7b73742a01deae89e2f4cd18c581ca5c1f719417bf80ac2ef8a2923762",
+    "nihon_kohden/MB0400FU.21E": "4704c38a17c5e04c6b46ddc3fac2f2ef5cb46ca27f9a7f3df1c5a970ee9eb3a1",
+    "nihon_kohden/MB0400FU.EEG": "a2900ceaa0479182e5845dc3f3f8ee4bd6800bd4ec9555a59008486253c42d0a",
+    "nihon_kohden/MB0400FU.LOG": "60262a77a8136c595eae7a4c1fb71853d806a83ef0a40e2c9fc03f0fbc0fa714",
+    "nihon_kohden/MB0400FU.PNT": "d1bbf1ff13de54407f3f3afe18ae004c3e23747f82c2b76eea977efd13985684",
+    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.dat": "b21b45af347f2fde710da46af66128be63058db2bcc6b566c2934fa42ce6b0ba",
+    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.lay": "fa1aae5c47fd6c0e7d282fd27ee8c6a5d3ae06bb74687268a5f64fc00834138b",
+}

@@ -1,4 +1,4 @@
-"""The dataset registry: six named public datasets, where their files are, and how they become recordings.
+"""The dataset registry: nine named public datasets, where their files are, and how they become recordings.
 
 Each :class:`DatasetSpec` names its public source, licence, files (with the checksums the source
 publishes, where it publishes any) and how its files become :class:`RecordingSource` objects. A
@@ -28,8 +28,11 @@ from neurofm.data.recording import Recording
 from neurofm.data.sources import RecordingSource
 from neurofm.datasets.checksums import (
     BCI_IV_ARCHIVE_SHA256,
+    DREAMS_SPINDLES_SHA256,
+    EEGBCI_S001_SHA256,
     EEGLAB_SAMPLE_SHA256,
     EEGMAT_SHA256,
+    MNE_FORMATS_SHA256,
     MYO_GESTURES_SHA256,
 )
 from neurofm.datasets.download import (
@@ -52,6 +55,8 @@ TRUST_RECORD = "TRUSTED_SHA256SUMS"
 ARCHIVES_FOLDER = ".archives"
 
 FileState = Literal["verified", "trusted", "unverified", "mismatch", "missing"]
+#: What a dataset's recordings measure: brain (``eeg``) or muscle (``emg``) activity.
+Modality = Literal["eeg", "emg"]
 _USABLE_STATES = ("verified", "trusted")
 _log = logging.getLogger(__name__)
 
@@ -75,6 +80,7 @@ class ReaderRef:
 READ_RECORDING = ReaderRef("neurofm.data.readers", "read_recording")
 READ_MYO_GESTURE_FILE = ReaderRef("neurofm.data.layouts", "read_myo_gesture_file")
 READ_DREAMS_EXCERPT = ReaderRef("neurofm.data.layouts", "read_dreams_excerpt")
+READ_DREAMS_SPINDLES_EXCERPT = ReaderRef("neurofm.data.layouts", "read_dreams_spindles_excerpt")
 READ_BI2012 = ReaderRef("neurofm.data.layouts", "read_bi2012")
 READ_BCI_IV_MI = ReaderRef("neurofm.data.layouts", "read_bci_iv_mi")
 
@@ -92,6 +98,9 @@ class DatasetSpec:
             folder (use :meth:`sources` or :meth:`ResolvedDataset.sources` to get loadable ones).
         archives: archives the source publishes, for files that ship only inside one.
         checksum_source: where the expected checksums come from, or why there are none.
+        modality: what the recordings measure (``"eeg"`` datasets feed EEG pretraining corpora).
+        pretraining_exclusions: recording id -> why a pretraining corpus must not take that
+            recording although the dataset is EEG (synthetic test signals, a duplicate...).
     """
 
     name: str
@@ -105,6 +114,8 @@ class DatasetSpec:
     recording_plan: tuple[RecordingSource, ...]
     archives: tuple[RemoteArchive, ...] = ()
     checksum_source: str = ""
+    modality: Modality = "eeg"
+    pretraining_exclusions: Mapping[str, str] = field(default_factory=dict)
     _files_by_path: dict[str, RemoteFile] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +183,11 @@ _MNE_TESTING_RAW = f"https://raw.githubusercontent.com/mne-tools/mne-testing-dat
 _DREAMS_ZENODO = "https://zenodo.org/record/2650142/files/"
 _BI2012_ZENODO = "https://zenodo.org/record/2649069/files/"
 _BCI_IV = "https://www.bbci.de/competition/download/competition_iv/"
+_PHYSIONET_EEGBCI = "https://physionet.org/files/eegmmidb/1.0.0/"
+_SPINDLES_COMMIT = "37c0e2c7ad991223556151c586051b283ce5af9b"
+_SPINDLES_RAW = (
+    f"https://raw.githubusercontent.com/carlosloza/spindles-HMM/{_SPINDLES_COMMIT}/DatabaseSpindles/"
+)
 
 _MYO_GESTURES = (
     "hibernation (rest)", "flexion", "extension", "radial deviation", "ulnar deviation",
@@ -255,6 +271,7 @@ def _myo_gestures() -> DatasetSpec:
             "pinned by git commit; SHA-256 computed from the files at that commit (the source "
             "publishes none)"
         ),
+        modality="emg",
     )
 
 
@@ -421,9 +438,207 @@ def _graz_mi() -> DatasetSpec:
     )
 
 
+#: EEGBCI runs: R01 eyes open, R02 eyes closed (60 s each), then three rounds of four tasks.
+_EEGBCI_RUN_TASKS = {
+    1: "baseline, eyes open", 2: "baseline, eyes closed",
+    **{run: "real left or right fist" for run in (3, 7, 11)},
+    **{run: "imagined left or right fist" for run in (4, 8, 12)},
+    **{run: "real both fists or both feet" for run in (5, 9, 13)},
+    **{run: "imagined both fists or both feet" for run in (6, 10, 14)},
+}
+
+
+def _eegbci() -> DatasetSpec:
+    files = []
+    plan = []
+    for number in range(1, 110):
+        subject = f"S{number:03d}"
+        for run in range(1, 15):
+            stem = f"{subject}R{run:02d}"
+            for name in (f"{stem}.edf", f"{stem}.edf.event"):
+                files.append(
+                    RemoteFile(name, f"{_PHYSIONET_EEGBCI}{subject}/{name}", EEGBCI_S001_SHA256.get(name))
+                )
+            # Annotations T0 (rest), T1 and T2 (the run's two classes) come with the EDF+ file.
+            plan.append(
+                RecordingSource(
+                    id=f"eegbci/{stem}", paths=(Path(f"{stem}.edf"),), reader=READ_RECORDING,
+                    subject=subject, session=f"R{run:02d}",
+                )
+            )
+    return DatasetSpec(
+        name="eegbci",
+        description=(
+            "PhysioNet EEG Motor Movement/Imagery 1.0.0 (BCI2000): 109 subjects S001-S109, 14 "
+            "runs each (R01 eyes open, R02 eyes closed, R03-R14 real and imagined fist/feet "
+            "movement), 64 EEG channels of the 10-10 system (labels like 'Fc5.'), 160 Hz EDF+ "
+            "with T0/T1/T2 annotations."
+        ),
+        task="motor execution and imagery (T1 vs T2 events per run); a 64-channel montage for pretraining",
+        license="Open Data Commons Attribution License v1.0",
+        homepage="https://physionet.org/content/eegmmidb/1.0.0/",
+        citation=(
+            "Schalk G, McFarland DJ, Hinterberger T, Birbaumer N, Wolpaw JR. BCI2000: A "
+            "General-Purpose Brain-Computer Interface (BCI) System. IEEE TBME 51(6):1034-1043, "
+            "2004; and Goldberger AL et al., PhysioNet, Circulation 101(23):e215-e220, 2000."
+        ),
+        mirror_folder="eegbci",
+        files=tuple(files),
+        recording_plan=tuple(plan),
+        checksum_source=(
+            "S001: SHA-256 of the shared mirror's repaired copy (a git copy whose LF bytes had "
+            "become CR LF, turned back; R01/R02 cut to 60 whole records), which PhysioNet's own "
+            "checksums could not be compared with; S002-S109: none in neurofm, pass PhysioNet's "
+            "SHA256SUMS.txt with --checksums or use --trust-on-first-use"
+        ),
+    )
+
+
+#: DREAMS Sleep Spindles excerpts: sampling rate (Hz) and EEG derivation, as the database
+#: describes them (the text files state the derivation, not the rate).
+DREAMS_SPINDLES_EXCERPTS: dict[int, tuple[float, str]] = {
+    1: (100.0, "C3-A1"), 2: (200.0, "CZ-A1"), 3: (50.0, "C3-A1"), 4: (200.0, "CZ-A1"),
+    5: (200.0, "CZ-A1"), 6: (200.0, "CZ-A1"), 7: (200.0, "CZ-A1"), 8: (200.0, "CZ-A1"),
+}
+
+
+def _dreams_spindles() -> DatasetSpec:
+    names = ["DREAMS_databases_License.txt", "excerpt3.edf"]
+    plan = []
+    for number, (sfreq, derivation) in DREAMS_SPINDLES_EXCERPTS.items():
+        excerpt = f"excerpt{number}"
+        # Expert 2 scored excerpts 1-6 only.
+        scorings = [f"Visual_scoring1_{excerpt}.txt", f"Automatic_detection_{excerpt}.txt"]
+        if number <= 6:
+            scorings.insert(1, f"Visual_scoring2_{excerpt}.txt")
+        paths = [f"{excerpt}.txt", f"Hypnogram_{excerpt}.txt", *scorings]
+        names += paths
+        plan.append(
+            RecordingSource(
+                id=f"dreams_spindles/{excerpt}", paths=tuple(Path(p) for p in paths),
+                reader=READ_DREAMS_SPINDLES_EXCERPT,
+                reader_kwargs={"sfreq": sfreq, "derivation": derivation}, subject=excerpt,
+            )
+        )
+    # Excerpt 3's whole polysomnogram (EEG O1-A1, C3-A1, FP1-A1, EOG, EMG, ECG... at 50 Hz).
+    plan.append(
+        RecordingSource(
+            id="dreams_spindles/excerpt3_psg", paths=(Path("excerpt3.edf"),), reader=READ_RECORDING,
+            subject="excerpt3", session="psg",
+        )
+    )
+    return DatasetSpec(
+        name="dreams_spindles",
+        description=(
+            "DREAMS Sleep Spindles database (University of Mons): 8 excerpts of 30 min, one EEG "
+            "derivation each as microvolt text (excerpt1 C3-A1 100 Hz, excerpt3 C3-A1 50 Hz, the "
+            "others CZ-A1 200 Hz; the rate is not in the file), R&K stages every 5 s, spindles "
+            "scored by two experts (expert 2: excerpts 1-6) and a published detector; excerpt 3 "
+            "also as a 20-signal PSG EDF."
+        ),
+        task="sleep staging (5-s or 30-s epochs) and spindle detection, one excerpt per subject",
+        license="Creative Commons Attribution-NonCommercial-NoDerivs 3.0 (keep DREAMS_databases_License.txt)",
+        homepage="https://zenodo.org/record/2650142",
+        citation=(
+            "Devuyst S, Dutoit T, Stenuit P, Kerkhofs M. Automatic sleep spindles detection - "
+            "overview and development of a standard proposal assessment method. IEEE EMBC 2011, "
+            "pp. 1713-1716."
+        ),
+        mirror_folder="dreams_spindles",
+        files=tuple(RemoteFile(n, _SPINDLES_RAW + n, DREAMS_SPINDLES_SHA256.get(n)) for n in names),
+        recording_plan=tuple(plan),
+        checksum_source=(
+            "the source publishes none; excerpts 1-6: SHA-256 of the files as taken byte for "
+            f"byte from github.com/carlosloza/spindles-HMM at commit {_SPINDLES_COMMIT} (the "
+            "shared mirror's SHA256SUMS); excerpts 7-8: none, use --trust-on-first-use"
+        ),
+        pretraining_exclusions={
+            "dreams_spindles/excerpt3_psg": (
+                "repeats excerpt3.txt's C3-A1 over the same 30 min; pretraining takes the text excerpt"
+            ),
+        },
+    )
+
+
+#: MNE testing-data reader fixtures: relative path -> reader keyword arguments.
+_MNE_FORMAT_RECORDINGS: dict[str, dict[str, Any]] = {
+    "edf/test_reduced.edf": {},
+    "edf/test_utf8_annotations.edf": {},
+    "bdf/test_bdf_stim_channel.bdf": {},
+    "gdf/test_1ch.gdf": {},
+    "brainvision/test_NO.vhdr": {},
+    "eeglab/test_raw_chanloc.set": {},
+    # Its header says 0 samples, so the sample width must be given.
+    "cnt/scan41_short.cnt": {"data_format": "int16"},
+    "nihon_kohden/MB0400FU.EEG": {},
+    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.lay": {},
+    "fif/bv_dig_raw.fif": {},
+}
+
+
+#: The mirror's folder of each format -> its folder in the MNE testing data.
+_MNE_TESTING_FOLDERS = {
+    "edf": "EDF", "bdf": "BDF", "gdf": "GDF", "brainvision": "BrainVision", "eeglab": "EEGLAB",
+    "cnt": "CNT", "nihon_kohden": "NihonKohden", "persyst": "Persyst", "fif": "montage",
+}
+
+
+def _mne_testing_path(path: str) -> str:
+    folder, name = path.split("/", 1)
+    return f"{_MNE_TESTING_FOLDERS[folder]}/{name}"
+
+
+def _formats() -> DatasetSpec:
+    plan = tuple(
+        RecordingSource(
+            id=f"formats/{path.rsplit('.', 1)[0]}", paths=(Path(path),), reader=READ_RECORDING,
+            reader_kwargs=kwargs,
+        )
+        for path, kwargs in _MNE_FORMAT_RECORDINGS.items()
+    )
+    return DatasetSpec(
+        name="formats",
+        description=(
+            "One small real file per reader format from MNE's testing data: EDF+, BDF, GDF, "
+            "BrainVision, EEGLAB, Neuroscan CNT, Nihon Kohden, Persyst, FIF (0.4-30 s each), "
+            "plus a Sleep-EDF hypnogram (annotations only). No subject ids."
+        ),
+        task="reader fixtures; a few minutes of varied montages for pretraining",
+        license="BSD-3-Clause (MNE testing data)",
+        homepage=f"https://github.com/mne-tools/mne-testing-data/tree/{_MNE_TESTING_COMMIT}",
+        citation="Gramfort A et al. MEG and EEG data analysis with MNE-Python. Front Neurosci 7:267, 2013.",
+        mirror_folder="formats",
+        files=tuple(
+            RemoteFile(path, _MNE_TESTING_RAW + _mne_testing_path(path), digest)
+            for path, digest in MNE_FORMATS_SHA256.items()
+        ),
+        recording_plan=plan,
+        checksum_source=(
+            "pinned by git commit; SHA-256 computed from the files at that commit (the source "
+            "publishes none)"
+        ),
+        pretraining_exclusions={
+            "formats/edf/test_utf8_annotations": (
+                "synthetic test waveforms (square wave, ramp, sines) that the file types as EEG"
+            ),
+            "formats/gdf/test_1ch": "one ECG channel, no EEG",
+            "formats/edf/test_reduced": (
+                "BioSemi bank labels A1-I8, whose A1, C3, F7... are not the 10-20 electrodes of "
+                "those names, so a vocabulary mapping would misplace them"
+            ),
+            "formats/persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2": (
+                "an ECoG clip (acq-ecog) whose 58 non-scalp 'POL' channels the file types as EEG"
+            ),
+        },
+    )
+
+
 _CATALOGUE: dict[str, DatasetSpec] = {
     spec.name: spec
-    for spec in (_eegmat(), _dreams_sleep(), _myo_gestures(), _bi2012_p300(), _graz_mi(), _eeglab_sample())
+    for spec in (
+        _eegmat(), _dreams_sleep(), _myo_gestures(), _bi2012_p300(), _graz_mi(), _eeglab_sample(),
+        _eegbci(), _dreams_spindles(), _formats(),
+    )
 }
 
 
