@@ -54,7 +54,7 @@ def test_a_fip_run_records_its_training_and_validation_recordings(eegmat_corpus,
     assert record.corpus == str(eegmat_corpus.path)
     assert record.recipe["config_hash"] == eegmat_corpus.config_hash
     parts = {r.id: r.part for r in record.recordings}
-    assert parts == {**{rid: "train" for rid in split["train"]}, **{rid: "val" for rid in split["val"]}}
+    assert parts == {**dict.fromkeys(split["train"], "train"), **dict.fromkeys(split["val"], "val")}
     assert split["val"] and len(parts) == 3
     for recording in record.recordings:
         entry = eegmat_corpus[recording.id]

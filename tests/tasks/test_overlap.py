@@ -121,12 +121,21 @@ def test_the_same_source_file_under_another_id_is_caught(eegmat, tmp_path):
     other = Corpus(report.corpus_dir)
     record = record_of_run(other, ["elsewhere/rec7"], [], "neurofm pretrain")
     assert record.recordings[0].array_sha256 != corpus["eegmat/Subject02_2"].array_sha256
-    evaluation = evaluation_subjects([_fold(corpus, [], ["Subject02"])], corpus, "eegmat")
+    evaluation = evaluation_subjects([_fold(corpus, [], ["Subject02"])], corpus)
     with pytest.raises(OverlapError, match="Subject02 .same file content under another id: "
                                            "elsewhere/rec7"):
         check_overlap(record, "other", "eegmat", evaluation.subjects, evaluation.hashes)
     # Without the hashes only ids are compared, and the renamed copy goes unnoticed.
     assert not check_overlap(record, "other", "eegmat", evaluation.subjects).overlaps
+
+
+def test_without_the_corpus_subjects_come_from_the_folds_and_ids_are_compared(eegmat,
+                                                                             pretrained):
+    corpus = eegmat[1]
+    fold = _fold(corpus, ["Subject02"], ["Subject01"])
+    assert evaluation_subjects([fold]).subjects == {"val": ("Subject02",), "test": ("Subject01",)}
+    with pytest.raises(OverlapError, match="test subject Subject01"):
+        guard_overlap(str(pretrained / "model"), "eegmat", [fold], None)
 
 
 def test_a_file_shared_by_several_recordings_identifies_none():

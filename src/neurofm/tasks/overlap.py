@@ -46,8 +46,6 @@ from neurofm.errors import CheckpointError, OverlapError
 
 _log = logging.getLogger(__name__)
 
-#: The sidecar of a LoRA adapter folder (written by ``neurofm finetune --mode lora``).
-ADAPTER_SIDECAR = "neurofm_adapter.json"
 EVALUATION_PARTS = ("val", "test")
 _MAX_CHAIN = 8
 
@@ -92,9 +90,15 @@ def _record(init: str, depth: int) -> PretrainingRecord | None:
                               "LoRA adapter folder, a training checkpoint .pt, official:PATH or "
                               "'scratch'")
     if path.is_dir():
+        from neurofm.tasks.finetune import ADAPTER_SIDECAR
+
         sidecar = path / ADAPTER_SIDECAR
         if sidecar.is_file():
-            return _record(str(_read_json(sidecar)["init"]), depth + 1)
+            base = _read_json(sidecar).get("init")
+            if base is None:
+                raise CheckpointError(f"{sidecar} names no base init; it was not written by "
+                                      "`neurofm finetune --mode lora`")
+            return _record(str(base), depth + 1)
         record = record_of_model_dir(path)
         if record is not None:
             return record
@@ -129,31 +133,39 @@ class EvaluationSubjects:
     """The subjects a task is scored on: partition -> subject ids, and each subject's content
     hashes (source files and preprocessed arrays, the ones distinctive in its corpus)."""
 
-    dataset: str
     subjects: Mapping[str, tuple[str, ...]]
     hashes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
-def evaluation_subjects(folds: Sequence[Split], corpus: Corpus | str | Path,
-                        dataset: str) -> EvaluationSubjects:
-    """The validation and test subjects of ``folds`` (over all folds) with their hashes.
+def evaluation_subjects(folds: Sequence[Split],
+                        corpus: Corpus | str | Path | None = None) -> EvaluationSubjects:
+    """The validation and test subjects of ``folds`` (over all folds), with their hashes.
 
-    Subjects are the corpus entries' subject ids (a recording without one stands for itself).
-    A hash shared by several recordings of ``corpus`` (a common sidecar file) is left out.
+    With ``corpus``, subjects are its entries' subject ids (a recording without one stands for
+    itself) and each gets the hashes of its recordings, less those several recordings of the
+    corpus share (a common sidecar file). Without it, subjects are the folds' groups and no
+    hashes are known, so only ids are compared.
     """
-    corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
-    counts = Counter(h for entry in corpus for h in _entry_hashes(entry))
     subjects: dict[str, set[str]] = {part: set() for part in EVALUATION_PARTS}
     hashes: dict[str, set[str]] = {}
-    for fold in folds:
-        for part in EVALUATION_PARTS:
-            for rid in fold.part(part):
-                entry = corpus[rid]
-                subject = entry.subject if entry.subject is not None else rid
-                subjects[part].add(subject)
-                hashes.setdefault(subject, set()).update(
-                    h for h in _entry_hashes(entry) if counts[h] == 1)
-    return EvaluationSubjects(dataset, {p: tuple(sorted(s)) for p, s in subjects.items()},
+    if corpus is None:
+        for fold in folds:
+            for part in EVALUATION_PARTS:
+                groups = fold.groups.get(part, ())
+                subjects[part].update(g.split("/", 1)[0] if fold.by == "session" else g
+                                      for g in groups)
+    else:
+        corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+        counts = Counter(h for entry in corpus for h in _entry_hashes(entry))
+        for fold in folds:
+            for part in EVALUATION_PARTS:
+                for rid in fold.part(part):
+                    entry = corpus[rid]
+                    subject = entry.subject if entry.subject is not None else rid
+                    subjects[part].add(subject)
+                    hashes.setdefault(subject, set()).update(
+                        h for h in _entry_hashes(entry) if counts[h] == 1)
+    return EvaluationSubjects({p: tuple(sorted(s)) for p, s in subjects.items()},
                               {s: frozenset(h) for s, h in hashes.items()})
 
 
@@ -293,15 +305,17 @@ def _summary(record: PretrainingRecord) -> str:
 
 
 def guard_overlap(init: str, task_dataset: str, folds: Sequence[Split],
-                  corpus: Corpus | str | Path, *, allow_overlap: bool = False) -> OverlapCheck:
+                  corpus: Corpus | str | Path | None, *, allow_overlap: bool = False
+                  ) -> OverlapCheck:
     """The overlap guard in one call: the record of ``init`` against the validation and test
-    subjects of ``folds`` over ``corpus`` (see the module docstring).
+    subjects of ``folds`` (see the module docstring). ``corpus`` (the folds' corpus) adds the
+    content-hash comparison; without it only dataset and subject ids are compared.
 
     Raises :class:`OverlapError` on an overlap unless ``allow_overlap``; returns the verdict,
     whose :meth:`OverlapCheck.report_lines` go into the report.
     """
     record = pretraining_record(init)
-    evaluation = evaluation_subjects(folds, corpus, task_dataset)
+    evaluation = evaluation_subjects(folds, corpus)
     return check_overlap(record, init, task_dataset, evaluation.subjects, evaluation.hashes,
                          allow_overlap=allow_overlap)
 
