@@ -18,7 +18,7 @@ first, a verified download otherwise), with small models sized for a laptop CPU:
 
 Every stage goes through the library's own entry points (:func:`prepare_corpus`,
 :func:`~neurofm.engine.jobs.run_job`, :func:`~neurofm.tasks.finetune.run_finetune`,
-:func:`~neurofm.tasks.evaluate.evaluate_system`, :func:`~neurofm.tasks.reports.write_report`);
+:func:`~neurofm.tasks.baselines.evaluate_baseline`, :func:`~neurofm.tasks.reports.write_report`);
 the demo only chooses small settings and keeps the test subjects out of pretraining. The
 outputs land in ``out_dir`` (layout in :func:`run_demo`); ``demo.json`` records the settings, the
 subjects of each partition, each stage's wall time and the headline metrics.
@@ -46,10 +46,10 @@ from neurofm.datasets.registry import fetch
 from neurofm.engine.config import PretrainConfig, TokenizerTrainConfig, load_config
 from neurofm.engine.jobs import run_job
 from neurofm.errors import CheckpointError, DatasetError
-from neurofm.tasks.baselines import BaselinePredictor, get_baseline
+from neurofm.tasks.baselines import evaluate_baseline
 from neurofm.tasks.data import load_task_windows, task_folds, task_sources
 from neurofm.tasks.definitions import Task, get_task
-from neurofm.tasks.evaluate import EvaluationResult, evaluate_system
+from neurofm.tasks.evaluate import EvaluationResult
 from neurofm.tasks.finetune import load_finetune_config, run_finetune
 from neurofm.tasks.reports import ReportFiles, format_interval, write_report
 
@@ -178,7 +178,7 @@ def demo_sources(task: Task, n_subjects: int, mirror: str | Path | None = None
     Looks in the mirror (``mirror`` or ``$NEUROFM_MIRROR``) and the download cache first; when
     neither holds the dataset, downloads and verifies it (unless ``NEUROFM_OFFLINE=1``, in which
     case the :class:`DatasetError` says how to get it). Raises :class:`DatasetError` when fewer
-    subjects than the task's folds need are available.
+    than three subjects (a fold's test, validation and training subject) are available.
     """
     try:
         sources = task_sources(task, mirror=mirror)
@@ -190,11 +190,12 @@ def demo_sources(task: Task, n_subjects: int, mirror: str | Path | None = None
         fetch(task.dataset, mirror=mirror)
         sources = task_sources(task, mirror=mirror)
     subjects = sorted({source.subject or source.id for source in sources})
-    needed = task.split.n_folds or 2
+    # Each fold needs a test, a validation and a training subject.
+    needed = 3
     if len(subjects) < needed or n_subjects < needed:
         raise DatasetError(
-            f"the demo needs at least {needed} {task.dataset} subjects for the task's {needed} "
-            f"folds; {n_subjects} were asked for and {len(subjects)} are available "
+            f"the demo needs at least {needed} {task.dataset} subjects (test, validation and "
+            f"training); {n_subjects} were asked for and {len(subjects)} are available "
             f"({', '.join(subjects)}); run `neurofm datasets fetch {task.dataset}` to download "
             "the rest")
     chosen = set(subjects[:n_subjects])
@@ -369,12 +370,8 @@ def _run_demo(out_dir: Path, settings: DemoSettings, mirror: str | Path | None, 
 
     # 6. The classical baseline on the same folds and windows.
     started = clock.begin("baseline", f"{task.baseline} on the same {len(folds)} fold(s)")
-    method = get_baseline(task.baseline)
-    baseline = evaluate_system(
-        task, method.name, BaselinePredictor(method, windows, task.n_classes), folds,
-        {"baseline": method.description, **method.settings, "corpus": str(corpus.path),
-         "data": windows.describe()},
-        progress=progress, n_resamples=settings.bootstrap)
+    baseline = evaluate_baseline(task, windows, folds, corpus=str(corpus.path), progress=progress,
+                                 n_resamples=settings.bootstrap)
     baseline.save(out_dir / "baseline.json")
     results.append(baseline)
     clock.end("baseline", started,

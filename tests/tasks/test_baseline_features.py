@@ -70,7 +70,8 @@ def test_baseline_probabilities_line_up_with_task_classes_when_a_class_is_missin
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(-2, 1, (20, 3)), rng.normal(2, 1, (20, 3))])
     labels = np.repeat([0, 2], 20)  # class 1 never occurs in training
-    probabilities = get_baseline("emg_td_lda").fit_predict(features, labels, features, n_classes=3)
+    baseline = get_baseline("emg_td_lda")
+    probabilities = baseline.probabilities(baseline.fit(features, labels), features, n_classes=3)
     assert probabilities.shape == (40, 3)
     assert np.all(probabilities[:, 1] == 0)
     assert np.allclose(probabilities.sum(axis=1), 1)

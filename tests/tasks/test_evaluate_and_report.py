@@ -39,12 +39,12 @@ def test_evaluation_scores_every_fold_and_subject_and_round_trips_through_json(t
     predictions = _predictions("eegmat", folds, seed=0, skill=2.0)
     result = evaluate_predictions(task, "toy", predictions, folds, {"note": "synthetic"},
                                   n_resamples=50)
-    assert len(result.fold_metrics) == len(folds) == 6
+    assert len(result.fold_metrics) == len(folds) == 8
     assert sorted(result.subject_metrics) == [f"S{i:02d}" for i in range(12)]
     for name, interval in result.over_subjects.items():
         assert 0.0 <= interval.estimate <= 1.0 or name == "cohen_kappa"
         assert interval.low <= interval.estimate <= interval.high
-    assert result.over_folds["auroc"].n == 6
+    assert result.over_folds["auroc"].n == 8
     loaded = EvaluationResult.load(result.save(tmp_path / "result.json"))
     assert loaded.folds == result.folds
     assert loaded.pooled == pytest.approx(result.pooled)

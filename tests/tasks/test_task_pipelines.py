@@ -18,7 +18,7 @@ from neurofm.cli import main
 from neurofm.data.corpus import Corpus
 from neurofm.data.splits import Split
 from neurofm.errors import ConfigError, DatasetError
-from neurofm.tasks.baselines import BaselinePredictor, get_baseline
+from neurofm.tasks.baselines import evaluate_baseline
 from neurofm.tasks.data import (
     load_task_windows,
     prepare_task_corpus,
@@ -26,7 +26,7 @@ from neurofm.tasks.data import (
     task_folds,
 )
 from neurofm.tasks.definitions import Task, get_task, list_tasks
-from neurofm.tasks.evaluate import EvaluationResult, evaluate_system
+from neurofm.tasks.evaluate import EvaluationResult
 from neurofm.tasks.reports import write_report
 
 BOUNDED_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc", "auc_pr")
@@ -60,10 +60,7 @@ def _assert_metrics_valid(result: EvaluationResult) -> None:
 def _run_baseline(task: Task, corpus, n_resamples: int) -> EvaluationResult:
     windows = load_task_windows(task, corpus)
     folds = task_folds(task, corpus)
-    baseline = get_baseline(task.baseline)
-    return evaluate_system(task, baseline.name, BaselinePredictor(baseline, windows, task.n_classes),
-                           folds, {"data": windows.describe()}, progress=False,
-                           n_resamples=n_resamples)
+    return evaluate_baseline(task, windows, folds, progress=False, n_resamples=n_resamples)
 
 
 def test_the_five_tasks_are_defined_with_their_selection_metric():

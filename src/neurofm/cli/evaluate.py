@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from neurofm.atomic import atomic_write_json
-from neurofm.tasks.baselines import BaselinePredictor, get_baseline
+from neurofm.cli.splits import add_split_argument, print_split_notes, scored_part
+from neurofm.tasks.baselines import evaluate_baseline
 from neurofm.tasks.data import (
     default_corpus_root,
     load_task_windows,
@@ -23,7 +24,7 @@ from neurofm.tasks.data import (
     task_folds,
 )
 from neurofm.tasks.definitions import get_task, list_tasks
-from neurofm.tasks.evaluate import EvaluationResult, evaluate_system
+from neurofm.tasks.evaluate import EvaluationResult
 from neurofm.tasks.reports import format_interval, write_report
 
 
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baseline", action="store_true",
                         help="run the task's classical baseline (the default and, from this "
                              "command, the only system; models are evaluated by fine-tuning)")
+    add_split_argument(parser)
     parser.add_argument("--corpus", default=None, metavar="DIR",
                         help="folder for the task's prepared corpus (default: "
                              "$NEUROFM_CACHE/corpora or ~/.cache/neurofm/corpora)")
@@ -68,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the baseline on ``args.task``; print the headline metrics and where files went."""
-    task = get_task(args.task)
+    task = get_task(args.task).using_split(args.split)
     out_dir = Path(args.out) if args.out else Path("neurofm-eval") / task.name
     corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
     corpus, preparation = prepare_task_corpus(
@@ -78,19 +80,10 @@ def run(args: argparse.Namespace) -> int:
     print(preparation.summary())
     windows = load_task_windows(task, corpus)
     folds = task_folds(task, corpus)
-    baseline = get_baseline(task.baseline)
-    result = evaluate_system(
-        task,
-        baseline.name,
-        BaselinePredictor(baseline, windows, task.n_classes),
-        folds,
-        {"baseline": baseline.description, **baseline.settings, "corpus": str(corpus.path),
-         "data": windows.describe()},
-        max_folds=args.max_folds,
-        progress=not args.quiet,
-        n_resamples=args.bootstrap,
-        seed=args.seed,
-    )
+    print_split_notes(folds)
+    result = evaluate_baseline(task, windows, folds, corpus=str(corpus.path),
+                               max_folds=args.max_folds, progress=not args.quiet,
+                               n_resamples=args.bootstrap, seed=args.seed)
     result_path = result.save(out_dir / f"{result.system}.json")
     atomic_write_json(out_dir / "folds.json", [fold.to_dict() for fold in result.folds])
     report = write_report([result], out_dir)
@@ -100,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: EvaluationResult) -> None:
-    print(f"{result.task_name} / {result.system}: {len(result.folds)} folds, "
-          f"{len(result.subject_metrics)} test {result.task['split']['unit']}s, "
-          f"{len(result.predictions.y_true)} test windows")
+    scored = scored_part(result.folds[0])
+    print(f"{result.task_name} / {result.system}: split {result.task['split']['name']}, "
+          f"{len(result.folds)} folds, {len(result.subject_metrics)} {scored} "
+          f"{result.task['split']['unit']}s, {len(result.predictions.y_true)} {scored} windows")
     for name in result.task["metrics"]:
         print(f"  {name:18s} {format_interval(result.over_subjects[name])}")

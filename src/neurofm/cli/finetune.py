@@ -12,6 +12,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from neurofm.cli.splits import add_split_argument, print_split_notes, scored_part
 from neurofm.errors import ConfigError
 from neurofm.models.registry import list_models
 from neurofm.tasks.definitions import list_tasks
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=("full", "linear", "lora"), default="full",
                         help="full fine-tuning (default), linear probing (frozen backbone, only "
                              "the head trains) or LoRA adapters + head")
+    add_split_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--corpus", default=None, metavar="DIR",
                         help="folder for the task's prepared corpus (default: "
@@ -104,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
         prepare_task_corpus,
         task_folds,
     )
-    from neurofm.tasks.definitions import get_task
     from neurofm.tasks.evaluate import EvaluationResult
     from neurofm.tasks.finetune import load_finetune_config, run_finetune
 
@@ -118,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     if (out_dir / "results.json").exists() and not args.resume:
         raise ConfigError(f"{out_dir} already holds a fine-tuning run (results.json); pass "
                           "--resume to continue it or choose another --out")
-    flags = {"task_name": args.task, "init": args.init, "model": args.model, "mode": args.mode,
-             "optim.epochs": args.epochs}
+    flags = {"task_name": args.task, "split": args.split, "init": args.init, "model": args.model,
+             "mode": args.mode, "optim.epochs": args.epochs}
     if args.quiet:
         flags["run.progress"] = False
     config = load_finetune_config(args.config, args.overrides, flags)
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--compare {path} is a result on task {other.task_name!r}, not "
                               f"{args.task!r}")
 
-    task = get_task(args.task)
+    task = config.get_task()
     corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
     ctx = init_distributed(config.run.device)
 
@@ -147,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         corpus, _ = prepare(False)
     windows = load_task_windows(task, corpus)
     folds = task_folds(task, corpus)
+    if ctx.is_main:
+        print_split_notes(folds)
     outcome = run_finetune(
         config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
         system=args.system, baseline=not args.no_baseline, resume=args.resume,
@@ -156,12 +159,17 @@ def run(args: argparse.Namespace) -> int:
     if not ctx.is_main:
         return 0
     first = outcome.results[0]
-    print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: {len(first.folds)} folds, "
-          f"seeds {list(args.seeds)}, {len(first.predictions.y_true)} test windows per seed")
+    scored = scored_part(first.folds[0])
+    print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: split {task.split_name}, "
+          f"{len(first.folds)} folds, seeds {list(args.seeds)}, {len(first.predictions.y_true)} "
+          f"{scored} windows per seed")
     for result in outcome.results + ([outcome.baseline] if outcome.baseline else []):
         print(f"  {result.system}")
         for name in task.metrics:
             print(f"    {name:18s} {format_interval(result.over_subjects[name])}")
+        collapse = result.collapse()
+        if collapse:
+            print(f"    warning: {collapse}")
     print(f"summary: {outcome.summary_path}")
     if outcome.report_markdown is not None:
         print(f"report: {outcome.report_markdown}")

@@ -31,7 +31,9 @@ class Split:
 
     ``by`` is ``"subject"``, ``"session"`` (a group is then ``"<subject>/<session>"``) or
     ``"recording"`` (a group is a recording id); ``seed``
-    is the seed that drew it (``None`` for explicit lists).
+    is the seed that drew it (``None`` for explicit lists). ``scored`` is the part whose scores
+    a result reports: ``"test"``, or ``"val"`` for a published split whose test subjects are
+    absent (``note`` then says so, and which subjects are missing).
     """
 
     by: str
@@ -41,6 +43,23 @@ class Split:
     groups: dict[str, tuple[str, ...]]
     seed: int | None = None
     name: str = ""
+    scored: str = "test"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scored not in ("test", "val"):
+            raise ConfigError(f"split {self.name!r}: scored part must be test or val, got "
+                              f"{self.scored!r}")
+
+    @property
+    def scored_recordings(self) -> tuple[str, ...]:
+        """Recording ids of the part a result scores (normally ``test``)."""
+        return self.part(self.scored)
+
+    @property
+    def scored_groups(self) -> tuple[str, ...]:
+        """Groups (subjects) of the part a result scores."""
+        return tuple(self.groups.get(self.scored, ()))
 
     def part(self, name: str) -> tuple[str, ...]:
         """Recording ids of ``"train"``, ``"val"`` or ``"test"``."""
@@ -53,6 +72,8 @@ class Split:
             "name": self.name,
             "by": self.by,
             "seed": self.seed,
+            "scored": self.scored,
+            "note": self.note,
             "groups": {part: list(self.groups.get(part, ())) for part in PARTS},
             **{part: list(getattr(self, part)) for part in PARTS},
         }
@@ -68,6 +89,8 @@ class Split:
                 groups={part: tuple(data["groups"][part]) for part in PARTS},
                 seed=data.get("seed"),
                 name=data.get("name", ""),
+                scored=data.get("scored", "test"),
+                note=data.get("note", ""),
             )
         except (KeyError, TypeError) as error:
             raise ConfigError(f"not a split description ({type(error).__name__}: {error})") from error

@@ -2,11 +2,12 @@
 
 Three target kinds (METHODS.md §5):
 
-- ``"binary"``: one logit per window, BCE-with-logits against labels 0/1 (as LaBraM on TUAB);
+- ``"binary"``: one logit per window, BCE-with-logits against labels 0/1 (as LaBraM on TUAB),
+  optionally with ``pos_weight`` (negatives per positive) against class imbalance;
   predictions are the probabilities ``[1 - p, p]`` so that binary and multi-class results have the
   same ``[B, K]`` layout.
-- ``"multiclass"``: K logits, cross-entropy with label smoothing (0.1 in the LaBraM recipe);
-  predictions are the softmax.
+- ``"multiclass"``: K logits, cross-entropy with label smoothing (0.1 in the LaBraM recipe) and
+  optional per-class weights; predictions are the softmax.
 - ``"regression"``: one output per target, mean squared error; predictions are the outputs.
 
 The network is any module with ``forward(batch) -> outputs [B, n_outputs]`` (see
@@ -52,6 +53,8 @@ class SupervisedObjective(nn.Module):
         kind: ``"binary"``, ``"multiclass"`` or ``"regression"``.
         n_classes: classes (binary: 2) or regression targets.
         label_smoothing: multi-class only; the smoothing of the cross-entropy targets.
+        class_weight: optional per-class loss weights ``[K]`` (:mod:`neurofm.tasks.imbalance`);
+            a binary target uses ``class_weight[1] / class_weight[0]`` as BCE's ``pos_weight``.
 
     ``forward(batch)`` needs ``batch["label"]`` ``[B]`` (class ids; float ``[B]`` or ``[B, R]``
     for regression) and returns the loss with the detached metric ``accuracy`` (classification)
@@ -59,7 +62,7 @@ class SupervisedObjective(nn.Module):
     """
 
     def __init__(self, network: nn.Module, kind: TargetKind, n_classes: int,
-                 label_smoothing: float = 0.0) -> None:
+                 label_smoothing: float = 0.0, class_weight: torch.Tensor | None = None) -> None:
         super().__init__()
         if kind not in ("binary", "multiclass", "regression"):
             raise ConfigError(f"unknown target kind {kind!r}; use binary, multiclass or regression")
@@ -73,6 +76,14 @@ class SupervisedObjective(nn.Module):
         self.n_classes = n_classes
         self.n_outputs = head_size(kind, n_classes)
         self.label_smoothing = label_smoothing
+        if class_weight is not None:
+            class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
+            if kind == "regression" or class_weight.shape != (n_classes,) or not bool(
+                    (class_weight >= 0).all() and torch.isfinite(class_weight).all()):
+                raise ConfigError(f"class weights must be {n_classes} finite values >= 0 for a "
+                                  f"{kind} target, got {class_weight.tolist()}")
+        # A buffer, so that it follows the module to the device (and is not trained).
+        self.register_buffer("class_weight", class_weight, persistent=False)
 
     def outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         """The network's raw outputs ``[B, n_outputs]`` (float32)."""
@@ -84,10 +95,14 @@ class SupervisedObjective(nn.Module):
 
     def loss(self, outputs: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """The scalar loss of ``outputs [B, n_outputs]`` against ``label``."""
+        weight = self.class_weight
         if self.kind == "binary":
-            return F.binary_cross_entropy_with_logits(outputs[:, 0], label.float())
+            pos_weight = None if weight is None or weight[0] == 0 else weight[1:] / weight[0]
+            return F.binary_cross_entropy_with_logits(outputs[:, 0], label.float(),
+                                                      pos_weight=pos_weight)
         if self.kind == "multiclass":
-            return F.cross_entropy(outputs, label.long(), label_smoothing=self.label_smoothing)
+            return F.cross_entropy(outputs, label.long(), weight=weight,
+                                   label_smoothing=self.label_smoothing)
         return F.mse_loss(outputs, label.float().reshape(outputs.shape))
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:

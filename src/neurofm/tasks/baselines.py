@@ -5,14 +5,16 @@
 - ``emg_td_lda`` (EMG gestures): root mean square, mean absolute value, waveform length and zero
   crossings per channel (:func:`emg_time_features`), standardised, then linear discriminant analysis.
 
-A baseline is fitted on the training windows of each fold and predicts class probabilities for the
-test windows; :mod:`neurofm.tasks.evaluate` scores those exactly as it scores a model's.
+A baseline is fitted on the training windows of each fold with balanced class weights (as the
+fine-tuned models are; :mod:`neurofm.tasks.imbalance`) and predicts class probabilities for the
+test windows; a binary task's decision threshold is chosen on the fold's validation windows.
+:mod:`neurofm.tasks.evaluate` scores those exactly as it scores a model's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from scipy import signal as sps
@@ -24,10 +26,12 @@ from sklearn.preprocessing import StandardScaler
 
 from neurofm.errors import ConfigError
 from neurofm.data.splits import Split
-from neurofm.tasks.evaluate import Predictions
+from neurofm.tasks.evaluate import EvaluationResult, Predictions, evaluate_system
+from neurofm.tasks.imbalance import CLASS_WEIGHTINGS, THRESHOLD_RULES, choose_threshold, decide
 
 if TYPE_CHECKING:
     from neurofm.tasks.data import TaskWindows
+    from neurofm.tasks.definitions import Task
 
 #: Frequency bands in Hz, lower edge inclusive, upper edge exclusive.
 EEG_BANDS: dict[str, tuple[float, float]] = {
@@ -112,37 +116,50 @@ class Baseline:
         name: registry key, e.g. ``"bandpower_logreg"``.
         description: one line for reports.
         features: ``(windows [N, C, T], sfreq) -> features [N, F]``.
-        classifier: builds a fresh, unfitted scikit-learn classifier with ``predict_proba``.
+        classifier: ``(balanced) ->`` a fresh, unfitted scikit-learn classifier with
+            ``predict_proba``; ``balanced`` weighs every class equally (class weights or
+            uniform priors) instead of by its frequency.
         settings: the hyperparameters, recorded with every result.
     """
 
     name: str
     description: str
     features: Callable[[np.ndarray, float], np.ndarray]
-    classifier: Callable[[], ClassifierMixin]
+    classifier: Callable[[bool], ClassifierMixin]
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def fit_predict(
-        self, train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-        n_classes: int,
-    ) -> np.ndarray:
-        """Fit on ``train_features [N, F]`` / ``train_labels [N]``; class probabilities ``[M, K]``.
+    def fit(self, train_features: np.ndarray, train_labels: np.ndarray, balanced: bool = True
+            ) -> ClassifierMixin:
+        """The classifier fitted on ``train_features [N, F]`` / ``train_labels [N]``."""
+        return self.classifier(balanced).fit(train_features, train_labels)
 
-        Classes missing from the training labels get probability 0, so the columns always line
-        up with the task's ``n_classes`` class ids.
-        """
-        model = self.classifier().fit(train_features, train_labels)
-        probabilities = np.zeros((len(test_features), n_classes))
-        probabilities[:, model.classes_] = model.predict_proba(test_features)
+    @staticmethod
+    def probabilities(model: ClassifierMixin, features: np.ndarray, n_classes: int) -> np.ndarray:
+        """Class probabilities ``[M, K]`` of a fitted ``model``; classes missing from its training
+        labels get probability 0, so the columns line up with the task's class ids."""
+        probabilities = np.zeros((len(features), n_classes))
+        probabilities[:, model.classes_] = model.predict_proba(features)
         return probabilities
 
 
-def _bandpower_classifier() -> Pipeline:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+def _bandpower_classifier(balanced: bool) -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(
+        C=1.0, max_iter=2000, class_weight="balanced" if balanced else None))
 
 
-def _emg_classifier() -> Pipeline:
-    return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis())
+class _BalancedLDA(LinearDiscriminantAnalysis):
+    """LDA with equal priors over the classes of its training labels (``priors`` must be known
+    before ``fit``, and only ``fit`` sees the classes)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "_BalancedLDA":  # noqa: N803 (sklearn's names)
+        classes = np.unique(y)
+        self.priors = np.full(len(classes), 1.0 / len(classes))
+        return super().fit(X, y)
+
+
+def _emg_classifier(balanced: bool) -> Pipeline:
+    return make_pipeline(StandardScaler(),
+                         _BalancedLDA() if balanced else LinearDiscriminantAnalysis())
 
 
 def _bandpower(windows: np.ndarray, sfreq: float) -> np.ndarray:
@@ -163,7 +180,8 @@ BASELINES: dict[str, Baseline] = {
         settings={
             "bands_hz": {name: list(edges) for name, edges in EEG_BANDS.items()},
             "welch_segment_s": 2.0,
-            "classifier": "StandardScaler + LogisticRegression(C=1.0, L2, lbfgs)",
+            "classifier": "StandardScaler + LogisticRegression(C=1.0, L2, lbfgs, "
+                          "class_weight='balanced')",
         },
     ),
     "emg_td_lda": Baseline(
@@ -174,7 +192,8 @@ BASELINES: dict[str, Baseline] = {
         settings={
             "features": ["rms", "mav", "waveform_length", "zero_crossings"],
             "zero_crossing_threshold": 0.0,
-            "classifier": "StandardScaler + LinearDiscriminantAnalysis(solver='svd')",
+            "classifier": "StandardScaler + LinearDiscriminantAnalysis(solver='svd', equal "
+                          "class priors)",
         },
     ),
 }
@@ -190,38 +209,80 @@ def get_baseline(name: str) -> Baseline:
 
 
 class BaselinePredictor:
-    """Fits a baseline on one fold's training recordings and predicts its test recordings.
+    """Fits a baseline on one fold's training recordings and predicts its scored recordings.
 
     A fold predictor for :func:`neurofm.tasks.evaluate.evaluate_system`. Features are computed
     once for all windows (they depend on no training data); the scaler and classifier are fitted
-    per fold on the training partition only. The validation partition is not used, because a
-    baseline has no hyperparameters to select.
+    per fold on the training partition only, with balanced class weights unless ``class_weight``
+    is ``"none"``. For a binary task with ``threshold="validation"`` the decision threshold is the
+    one that maximises balanced accuracy on the fold's validation windows (0.5 without any);
+    ``thresholds[index]`` records it per fold.
     """
 
-    def __init__(self, baseline: Baseline, windows: "TaskWindows", n_classes: int) -> None:
+    def __init__(self, baseline: Baseline, windows: "TaskWindows", n_classes: int,
+                 class_weight: str = "balanced", threshold: str = "validation") -> None:
+        if class_weight not in CLASS_WEIGHTINGS or threshold not in THRESHOLD_RULES:
+            raise ConfigError(f"baseline class_weight must be one of {CLASS_WEIGHTINGS} and "
+                              f"threshold one of {THRESHOLD_RULES}; got {class_weight!r}, "
+                              f"{threshold!r}")
         self.baseline = baseline
         self.windows = windows
         self.n_classes = n_classes
+        self.class_weight = class_weight
+        self.threshold = threshold
+        self.thresholds: dict[int, float | None] = {}
         self.features = baseline.features(windows.signal, windows.sfreq)
 
+    def settings(self) -> dict[str, Any]:
+        """What a result records about this baseline run."""
+        return {"baseline": self.baseline.description, **self.baseline.settings,
+                "class_weight": self.class_weight, "threshold": self.threshold,
+                "thresholds": {f"fold{i}": t for i, t in sorted(self.thresholds.items())}}
+
     def __call__(self, index: int, fold: Split) -> Predictions:
-        """Test predictions of fold ``index`` (class probabilities ``[M, K]`` and window keys)."""
+        """Predictions for fold ``index``'s scored windows (class probabilities ``[M, K]``, the
+        decided classes and the window keys)."""
         windows = self.windows
         train = np.isin(windows.recording, fold.train)
-        test = np.isin(windows.recording, fold.test)
-        if not train.any() or not test.any():
+        scored = np.isin(windows.recording, fold.scored_recordings)
+        if not train.any() or not scored.any():
             raise ConfigError(
                 f"fold {index} ({fold.name}) has {int(train.sum())} training and "
-                f"{int(test.sum())} test windows; every fold needs both"
+                f"{int(scored.sum())} {fold.scored} windows; every fold needs both"
             )
-        probabilities = self.baseline.fit_predict(
-            self.features[train], windows.label[train], self.features[test], self.n_classes
-        )
+        model = self.baseline.fit(self.features[train], windows.label[train],
+                                  balanced=self.class_weight == "balanced")
+        threshold = None
+        if self.n_classes == 2 and self.threshold == "validation":
+            val = np.isin(windows.recording, fold.val)
+            threshold = 0.5
+            if val.any():
+                val_prob = self.baseline.probabilities(model, self.features[val], self.n_classes)
+                threshold = choose_threshold(windows.label[val], val_prob[:, 1])
+        self.thresholds[index] = threshold
+        probabilities = self.baseline.probabilities(model, self.features[scored], self.n_classes)
         return Predictions(
-            y_true=windows.label[test],
+            y_true=windows.label[scored],
             y_prob=probabilities,
-            fold=np.full(int(test.sum()), index),
-            subject=windows.subject[test],
-            recording=windows.recording[test],
-            onset=windows.onset[test],
+            fold=np.full(int(scored.sum()), index),
+            subject=windows.subject[scored],
+            recording=windows.recording[scored],
+            onset=windows.onset[scored],
+            y_pred=decide(probabilities, threshold),
         )
+
+
+def evaluate_baseline(task: "Task", windows: "TaskWindows", folds: Sequence[Split], *,
+                      corpus: str | None = None, max_folds: int | None = None,
+                      progress: bool = True, n_resamples: int = 1000, seed: int = 0,
+                      class_weight: str = "balanced", threshold: str = "validation"
+                      ) -> EvaluationResult:
+    """The task's classical baseline on ``folds``, scored like any system (one call for the CLI,
+    fine-tuning reports and the demo); the result records its settings and per-fold thresholds."""
+    method = get_baseline(task.baseline)
+    predictor = BaselinePredictor(method, windows, task.n_classes, class_weight, threshold)
+    result = evaluate_system(task, method.name, predictor, folds, {"corpus": corpus},
+                             max_folds=max_folds, progress=progress, n_resamples=n_resamples,
+                             seed=seed)
+    result.config.update(predictor.settings(), data=windows.describe())
+    return result

@@ -9,8 +9,10 @@ never by window: no subject's windows appear in two partitions of a fold.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Hashable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -74,7 +76,8 @@ class SplitSpec:
     Subjects are the corpus entries' ``subject`` (a participant, a sleep excerpt).
 
     The distinct subject ids are sorted, shuffled with ``seed`` and dealt into ``n_folds`` nearly
-    equal groups (``n_folds=None``: one subject per group, i.e. leave one subject out). Fold ``i``
+    equal groups (``n_folds=None``, or fewer subjects than ``n_folds``: one subject per group, i.e.
+    leave one subject out, and the folds' note says so). Fold ``i``
     tests group ``i``, validates on the next ``val_groups`` groups (cyclically) and trains on the
     rest.
 
@@ -97,16 +100,15 @@ class SplitSpec:
         recording ids and subjects of each partition.
         """
         distinct = sorted(members)
-        n_folds = len(distinct) if self.n_folds is None else self.n_folds
+        n_folds = len(distinct) if self.n_folds is None else min(self.n_folds, len(distinct))
+        note = ""
+        if n_folds < (self.n_folds or 0):
+            note = (f"only {len(distinct)} {self.unit}s for {self.n_folds} folds: "
+                    f"{n_folds} folds of one {self.unit} each")
         if n_folds < 2 or self.val_groups < 1 or n_folds < self.val_groups + 2:
             raise ConfigError(
                 f"{len(distinct)} {self.unit}(s) cannot form {n_folds} folds with {self.val_groups} "
                 f"validation group(s): each fold needs test, validation and training {self.unit}s"
-            )
-        if len(distinct) < n_folds:
-            raise ConfigError(
-                f"only {len(distinct)} {self.unit}(s) ({', '.join(distinct)}) for {n_folds} folds; "
-                f"use fewer folds or add {self.unit}s"
             )
         order = np.random.default_rng(self.seed).permutation(len(distinct))
         groups = [sorted(distinct[i] for i in part) for part in np.array_split(order, n_folds)]
@@ -124,18 +126,18 @@ class SplitSpec:
             folds.append(Split(
                 by="subject", train=recordings["train"], val=recordings["val"],
                 test=recordings["test"], groups={k: tuple(v) for k, v in parts.items()},
-                seed=self.seed, name=f"fold{index}",
+                seed=self.seed, name=f"fold{index}", note=note,
             ))
         return folds
 
     def corpus_folds(self, corpus: Corpus, recording_ids: Sequence[str] | None = None
                      ) -> list[Split]:
         """:meth:`folds` over the subjects of ``corpus`` (or of its ``recording_ids``)."""
-        ids = sorted(corpus.ids) if recording_ids is None else list(recording_ids)
-        members: dict[str, list[str]] = {}
-        for rid in ids:
-            members.setdefault(group_of(corpus[rid], "subject"), []).append(rid)
-        return self.folds(members)
+        return self.folds(_members(corpus, recording_ids))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {"kind": "cv", **asdict(self)}
 
     def describe(self) -> str:
         """One sentence for reports."""
@@ -154,6 +156,135 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class FixedSplit:
+    """A published split: named subjects for training, validation and test, one fold.
+
+    The partitions are used exactly as published; subjects absent from the corpus are never
+    replaced by others. When any test subject is absent, no test score can be reported: the fold
+    is then scored on its validation subjects (which also select the epoch and the decision
+    threshold, so the score is optimistic) and says so in its note.
+
+    Attributes:
+        train, val, test: the subject ids of each partition.
+        source: where the split is published (for reports).
+        unit: what a subject is in this dataset, for reports.
+    """
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    source: str
+    unit: str = "subject"
+
+    def __post_init__(self) -> None:
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        for name, subjects in parts.items():
+            if not subjects and name != "test":
+                raise ConfigError(f"a fixed split needs {name} {self.unit}s; it lists none")
+        seen: dict[str, str] = {}
+        for name, subjects in parts.items():
+            for subject in subjects:
+                if subject in seen:
+                    raise ConfigError(f"{self.unit} {subject!r} is in both the {seen[subject]} and "
+                                      f"the {name} partition of the fixed split ({self.source})")
+                seen[subject] = name
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Every subject the split names."""
+        return self.train + self.val + self.test
+
+    def check_known(self, known: Sequence[str], dataset: str) -> None:
+        """Raise :class:`ConfigError` naming the split's subjects that ``dataset`` lacks."""
+        unknown = sorted(set(self.subjects) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"the split ({self.source}) names {self.unit}(s) {', '.join(unknown)} that "
+                f"dataset {dataset!r} does not have; its {self.unit}s are {', '.join(known)}")
+
+    def folds(self, members: Mapping[str, Sequence[str]]) -> list[Split]:
+        """The one fold over ``members`` (subject id -> its recording ids), named ``"fixed"``.
+
+        Raises :class:`ConfigError` when no training or no validation subject is present.
+        """
+        present = {name: [s for s in subjects if s in members] for name, subjects in
+                   (("train", self.train), ("val", self.val), ("test", self.test))}
+        notes = []
+        for name in ("train", "val", "test"):
+            absent = [s for s in getattr(self, name) if s not in members]
+            if absent and len(absent) == len(getattr(self, name)) and name != "test":
+                raise ConfigError(
+                    f"none of the fixed split's {name} {self.unit}s ({', '.join(absent)}) is in "
+                    f"the corpus; prepare the whole dataset (`neurofm datasets fetch`)")
+            if absent:
+                notes.append(f"{name} {self.unit}s absent from the corpus: {', '.join(absent)}")
+        unused = sorted(set(members) - set(self.subjects))
+        if unused:
+            notes.append(f"{self.unit}s in the corpus that the split does not name, unused: "
+                         f"{', '.join(unused)}")
+        scored = "test"
+        if len(present["test"]) < len(self.test) or not self.test:
+            scored = "val"
+            notes.append(
+                "the test partition is incomplete, so no test score is reported: scores are on "
+                "the validation subjects, which also selected the epoch and the decision "
+                "threshold (optimistic)")
+        recordings = {part: tuple(sorted(r for s in subjects for r in members[s]))
+                      for part, subjects in present.items()}
+        if scored == "val":
+            recordings["test"] = ()
+            present["test"] = []
+        return [Split(by="subject", train=recordings["train"], val=recordings["val"],
+                      test=recordings["test"], groups={k: tuple(v) for k, v in present.items()},
+                      seed=None, name="fixed", scored=scored, note="; ".join(notes))]
+
+    def corpus_folds(self, corpus: Corpus, recording_ids: Sequence[str] | None = None
+                     ) -> list[Split]:
+        """:meth:`folds` over the subjects of ``corpus`` (or of its ``recording_ids``)."""
+        return self.folds(_members(corpus, recording_ids))
+
+    def describe(self) -> str:
+        """One sentence for reports."""
+        return (f"fixed split ({self.source}): {len(self.train)} training, {len(self.val)} "
+                f"validation and {len(self.test)} test {self.unit}s, used as published")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {"kind": "fixed", "unit": self.unit, "source": self.source,
+                "train": list(self.train), "val": list(self.val), "test": list(self.test)}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FixedSplit":
+        """Read a split file: JSON ``{"train": [...], "val": [...], "test": [...], "source": "..."}``
+        (subject ids); :class:`ConfigError` naming the file when it is not one."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"cannot read split file {path}: {error}") from None
+        lists = ("train", "val", "test")
+        if not isinstance(data, dict) or not all(
+                isinstance(data.get(k, []), list) and all(isinstance(s, str) for s in data.get(k, []))
+                for k in lists):
+            raise ConfigError(f"split file {path} must hold a JSON object with lists of subject "
+                              'ids under "train", "val" and "test" (and a "source")')
+        return cls(*(tuple(data.get(k, [])) for k in lists),
+                   source=str(data.get("source") or path.name))
+
+
+def _members(corpus: Corpus, recording_ids: Sequence[str] | None) -> dict[str, list[str]]:
+    ids = sorted(corpus.ids) if recording_ids is None else list(recording_ids)
+    members: dict[str, list[str]] = {}
+    for rid in ids:
+        members.setdefault(group_of(corpus[rid], "subject"), []).append(rid)
+    return members
+
+
+#: A task's subject split: cross-validation or a published fixed split.
+TaskSplit = Union[SplitSpec, FixedSplit]
+
+
+@dataclass(frozen=True)
 class Task:
     """A downstream task: data, windows, classes, split, selection metric, baseline.
 
@@ -165,7 +296,9 @@ class Task:
         preprocess_overrides: fields of the recipe's :class:`PreprocessConfig` to change.
         window: how windows and labels are cut.
         class_names: class id -> name.
-        split: the subject-wise split.
+        splits: named subject-wise splits (cross-validation, published fixed splits); the
+            first is the default.
+        split_name: the split in use (:meth:`using_split` chooses another).
         baseline: the classical baseline in :data:`neurofm.tasks.baselines.BASELINES`.
         metrics: the metrics its report leads with (all metrics are always computed).
         hypnogram: windows are consecutive epochs of a night, so reports plot the true and the
@@ -178,13 +311,21 @@ class Task:
     preprocessing: str
     window: WindowSpec
     class_names: tuple[str, ...]
-    split: SplitSpec
+    splits: Mapping[str, TaskSplit]
     baseline: str
     metrics: tuple[str, ...] = ("accuracy", "balanced_accuracy", "cohen_kappa", "f1_macro")
     hypnogram: bool = False
     preprocess_overrides: Mapping[str, Any] = field(default_factory=dict)
+    split_name: str = ""
 
     def __post_init__(self) -> None:
+        if not self.splits:
+            raise ConfigError(f"task {self.name!r} defines no split")
+        if not self.split_name:
+            object.__setattr__(self, "split_name", next(iter(self.splits)))
+        if self.split_name not in self.splits:
+            raise ConfigError(f"task {self.name!r} has no split {self.split_name!r}; its splits: "
+                              f"{', '.join(self.splits)}")
         if self.preprocessing not in PREPROCESSING_RECIPES:
             raise ConfigError(
                 f"task {self.name!r}: unknown preprocessing {self.preprocessing!r}; "
@@ -196,6 +337,41 @@ class Task:
                 f"task {self.name!r}: label_map class ids {ids} do not number the "
                 f"{len(self.class_names)} classes {self.class_names} from 0"
             )
+
+    @property
+    def split(self) -> TaskSplit:
+        """The split in use."""
+        return self.splits[self.split_name]
+
+    def using_split(self, split: str | None) -> "Task":
+        """This task with the named split, or with the fixed split in a JSON file (see
+        :meth:`FixedSplit.load`; its subjects are checked against the dataset's); ``None`` keeps
+        the current one. :class:`ConfigError` names the known splits otherwise."""
+        if split is None or split == self.split_name:
+            return self
+        if split in self.splits:
+            return replace(self, split_name=split)
+        if split.endswith(".json") or Path(split).is_file():
+            loaded = FixedSplit.load(split)
+            loaded.check_known(self.dataset_subjects(), self.dataset)
+            return replace(self, splits={**self.splits, split: loaded}, split_name=split)
+        raise ConfigError(f"task {self.name!r} has no split {split!r}; use one of "
+                          f"{', '.join(self.splits)} or a split JSON file")
+
+    def dataset_subjects(self) -> list[str]:
+        """Every subject of the task's dataset, as the registry lists them."""
+        from neurofm.datasets.registry import get_dataset
+
+        return list(get_dataset(self.dataset).subjects)
+
+    def evaluation_subjects(self, split: str | None = None) -> set[str]:
+        """The subjects that validate or test under ``split`` (default: the one in use): what
+        pretraining for this task must leave out. Under cross-validation every subject of the
+        dataset is tested in some fold."""
+        chosen = self.using_split(split).split
+        if isinstance(chosen, FixedSplit):
+            return set(chosen.val) | set(chosen.test)
+        return set(self.dataset_subjects())
 
     @property
     def n_classes(self) -> int:
@@ -221,13 +397,25 @@ class Task:
             "preprocess_config": self.preprocess_config().to_dict(),
             "window": self.window.to_dict(),
             "class_names": list(self.class_names),
-            "split": {**asdict(self.split), "description": self.split.describe()},
+            "split": {**self.split.to_dict(), "name": self.split_name,
+                      "description": self.split.describe()},
             "primary_metric": self.primary_metric,
             "baseline": self.baseline,
             "metrics": list(self.metrics),
             "hypnogram": self.hypnogram,
         }
 
+
+#: eegmat's fixed split as the CBraMod repository and braindecode's OpenEEGBench
+#: (``arithmetic_zyma2019``) use it: subjects 1-28 train, 29-32 validate, 33-36 test (1-indexed),
+#: i.e. Subject00-27, Subject28-31, Subject32-35.
+EEGMAT_FIXED_SPLIT = FixedSplit(
+    train=tuple(f"Subject{n:02d}" for n in range(28)),
+    val=tuple(f"Subject{n:02d}" for n in range(28, 32)),
+    test=tuple(f"Subject{n:02d}" for n in range(32, 36)),
+    source="CBraMod repository and braindecode OpenEEGBench arithmetic_zyma2019: Subject00-27 "
+           "train, Subject28-31 validation, Subject32-35 test",
+)
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -241,7 +429,11 @@ TASKS: dict[str, Task] = {
                 seconds=5.0, label_mode="recording", label_map={"rest": 0, "arithmetic": 1}
             ),
             class_names=("rest", "arithmetic"),
-            split=SplitSpec(unit="subject", n_folds=6, val_groups=1),
+            splits={
+                # 32 subjects (the mirror's) in 8 folds of 4: test 4, validate 4, train 24.
+                "cv": SplitSpec(unit="subject", n_folds=8, val_groups=1),
+                "fixed": EEGMAT_FIXED_SPLIT,
+            },
             baseline="bandpower_logreg",
             metrics=("auroc", "auc_pr", "balanced_accuracy", "accuracy"),
         ),
@@ -258,7 +450,7 @@ TASKS: dict[str, Task] = {
                 derivation=("CZ", "C3", "C4", "FPZ", "FP1", "O1"),
             ),
             class_names=SLEEP_STAGES,
-            split=SplitSpec(unit="excerpt", n_folds=None, val_groups=2),
+            splits={"cv": SplitSpec(unit="excerpt", n_folds=None, val_groups=2)},
             baseline="bandpower_logreg",
             metrics=("accuracy", "f1_macro", "cohen_kappa", "balanced_accuracy"),
             hypnogram=True,
@@ -275,7 +467,7 @@ TASKS: dict[str, Task] = {
                 label_map={k: k for k in range(len(MYO_GESTURES))},
             ),
             class_names=MYO_GESTURES,
-            split=SplitSpec(unit="participant", n_folds=5, val_groups=1),
+            splits={"cv": SplitSpec(unit="participant", n_folds=5, val_groups=1)},
             baseline="emg_td_lda",
             # Each file holds one gesture (alternating with rest), so a per-recording z-score
             # would normalise by statistics that depend on the label; keep device units.
@@ -294,7 +486,7 @@ TASKS: dict[str, Task] = {
                 event_offset_seconds=0.0,
             ),
             class_names=("nontarget", "target"),
-            split=SplitSpec(unit="subject", n_folds=5, val_groups=1),
+            splits={"cv": SplitSpec(unit="subject", n_folds=5, val_groups=1)},
             baseline="bandpower_logreg",
             # The release is sampled at 128 Hz, below what a 75 Hz low-pass needs.
             preprocess_overrides={"clamp_h_freq": True},
@@ -314,7 +506,7 @@ TASKS: dict[str, Task] = {
                 channels=("C3", "CZ", "C4"),
             ),
             class_names=("left_hand", "right_hand"),
-            split=SplitSpec(unit="subject", n_folds=None, val_groups=1),
+            splits={"cv": SplitSpec(unit="subject", n_folds=None, val_groups=1)},
             baseline="bandpower_logreg",
             metrics=("auroc", "auc_pr", "balanced_accuracy", "accuracy"),
         ),

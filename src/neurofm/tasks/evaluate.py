@@ -37,6 +37,11 @@ from neurofm.tasks.metrics import (
 #: recordings, having trained only on its train (and selected only on its val) recordings.
 FoldPredictor = Callable[[int, Split], "Predictions"]
 
+#: A result is flagged as collapsed when one class takes more than this share of its predictions
+#: while its AUROC exceeds :data:`COLLAPSE_AUROC` (it ranks, but its decisions do not use it).
+COLLAPSE_SHARE = 0.95
+COLLAPSE_AUROC = 0.55
+
 RESULT_FORMAT = "neurofm-evaluation"
 RESULT_VERSION = 1
 
@@ -52,6 +57,8 @@ class Predictions:
         subject: str ``[N]`` the window's subject (the split unit).
         recording: str ``[N]`` the recording id the window was cut from.
         onset: float ``[N]`` the window's start in seconds from its recording's start.
+        y_pred: int ``[N]`` the predicted class of each window under the system's decision rule
+            (a validation-chosen threshold for binary tasks); default the argmax of ``y_prob``.
     """
 
     y_true: np.ndarray
@@ -60,6 +67,7 @@ class Predictions:
     subject: np.ndarray
     recording: np.ndarray
     onset: np.ndarray
+    y_pred: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.y_true = np.asarray(self.y_true, dtype=np.int64)
@@ -75,24 +83,21 @@ class Predictions:
             raise ValueError(f"predictions of {n} windows have mismatched columns {lengths}")
         if self.y_prob.ndim != 2:
             raise ValueError(f"y_prob must be [N, K], got shape {self.y_prob.shape}")
-
-    @property
-    def y_pred(self) -> np.ndarray:
-        """Predicted class ids ``[N]`` (argmax of ``y_prob``)."""
-        return self.y_prob.argmax(axis=1)
+        self.y_pred = (self.y_prob.argmax(axis=1) if self.y_pred is None
+                       else np.asarray(self.y_pred, dtype=np.int64))
+        if len(self.y_pred) != n:
+            raise ValueError(f"predictions of {n} windows have {len(self.y_pred)} decided classes")
 
     def select(self, mask: np.ndarray) -> "Predictions":
         """The rows where ``mask [N]`` is true."""
-        return Predictions(self.y_true[mask], self.y_prob[mask], self.fold[mask],
-                           self.subject[mask], self.recording[mask], self.onset[mask])
+        return Predictions(*(getattr(self, name)[mask] for name in _COLUMNS))
 
     @classmethod
     def concatenate(cls, parts: Sequence["Predictions"]) -> "Predictions":
         """Stack the rows of several prediction sets (e.g. one per fold)."""
         if not parts:
             raise ValueError("no predictions to concatenate")
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in
-                     ("y_true", "y_prob", "fold", "subject", "recording", "onset")))
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in _COLUMNS))
 
     def to_dict(self) -> dict[str, list]:
         """JSON-ready columns (probabilities rounded to 6 decimals)."""
@@ -103,14 +108,19 @@ class Predictions:
             "subject": self.subject.tolist(),
             "recording": self.recording.tolist(),
             "onset": self.onset.tolist(),
+            "y_pred": np.asarray(self.y_pred).tolist(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, list]) -> "Predictions":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (results written before ``y_pred`` was stored decide by
+        the argmax)."""
         y_prob = np.asarray(data["y_prob"], dtype=np.float64)
         return cls(data["y_true"], y_prob.reshape(len(data["y_true"]), -1), data["fold"],
-                   data["subject"], data["recording"], data["onset"])
+                   data["subject"], data["recording"], data["onset"], data.get("y_pred"))
+
+
+_COLUMNS = ("y_true", "y_prob", "fold", "subject", "recording", "onset", "y_pred")
 
 
 @dataclass
@@ -162,6 +172,19 @@ class EvaluationResult:
     @property
     def primary_metric(self) -> str:
         return str(self.task["primary_metric"])
+
+    def collapse(self) -> str | None:
+        """A warning when the system collapsed onto one class: one class predicted for more than
+        :data:`COLLAPSE_SHARE` of the scored windows although the probabilities rank the classes
+        (AUROC above :data:`COLLAPSE_AUROC`); ``None`` otherwise."""
+        counts = np.bincount(self.predictions.y_pred, minlength=len(self.class_names))
+        share = counts.max() / max(1, counts.sum())
+        auroc = self.pooled.get("auroc", float("nan"))
+        if share > COLLAPSE_SHARE and auroc > COLLAPSE_AUROC:
+            return (f"collapsed: predicts {self.class_names[int(counts.argmax())]!r} for "
+                    f"{100 * share:.1f}% of the windows although its AUROC is {auroc:.3f}; its "
+                    "threshold metrics are those of a majority-class guess")
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; undefined values (NaN) become ``null``."""
@@ -248,7 +271,8 @@ def _with_nan(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_predictions_follow_split(predictions: Predictions, folds: Sequence[Split]) -> None:
-    """Raise :class:`ConfigError` unless every window was tested in the fold holding its subject out.
+    """Raise :class:`ConfigError` unless every window was scored in the fold holding its subject
+    out (in its test part, or in its validation part for a fold scored there).
 
     This is the guard against leakage: a window whose subject trained or validated the model that
     predicted it would inflate every metric.
@@ -258,12 +282,12 @@ def check_predictions_follow_split(predictions: Predictions, folds: Sequence[Spl
         raise ConfigError(f"predictions name fold(s) {unknown}, but the split has {len(folds)} folds")
     for index, fold in enumerate(folds):
         tested = set(predictions.subject[predictions.fold == index].tolist())
-        leaked = sorted(tested - set(fold.groups["test"]))
+        leaked = sorted(tested - set(fold.scored_groups))
         if leaked:
             raise ConfigError(
                 f"fold {index}: windows of subject(s) {leaked} were scored but are not in that "
-                f"fold's test partition {list(fold.groups['test'])}; predict each fold's test "
-                "subjects only"
+                f"fold's {fold.scored} partition {list(fold.scored_groups)}; predict each fold's "
+                f"{fold.scored} subjects only"
             )
 
 
@@ -303,19 +327,21 @@ def evaluate_predictions(
         rows = predictions.fold == index
         if rows.any():
             part = predictions.select(rows)
-            fold_metrics.append(classification_metrics(part.y_true, part.y_prob))
+            fold_metrics.append(classification_metrics(part.y_true, part.y_prob,
+                                                       y_pred=part.y_pred))
         else:
             # A fold whose test subjects have no windows keeps its place, with undefined metrics.
             fold_metrics.append({name: float("nan") for name in METRIC_NAMES})
     subject_metrics = {}
     for subject in sorted(set(predictions.subject.tolist())):
         part = predictions.select(predictions.subject == subject)
-        subject_metrics[subject] = classification_metrics(part.y_true, part.y_prob)
+        subject_metrics[subject] = classification_metrics(part.y_true, part.y_prob,
+                                                          y_pred=part.y_pred)
     over_folds = {name: t_interval([m[name] for m in fold_metrics], confidence)
                   for name in METRIC_NAMES}
     over_subjects = bootstrap_over_subjects(
         predictions.y_true, predictions.y_prob, predictions.subject, METRIC_NAMES,
-        n_resamples=n_resamples, confidence=confidence, seed=seed,
+        n_resamples=n_resamples, confidence=confidence, seed=seed, y_pred=predictions.y_pred,
     )
     return EvaluationResult(
         task=task.to_dict(),

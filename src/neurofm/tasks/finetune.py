@@ -11,9 +11,13 @@ a recipe, and for every seed and fold of the task's subject-wise split:
 2. trains it with the engine's :class:`~neurofm.engine.trainer.Trainer` on the fold's training
    recordings, with layer-wise lr decay (METHODS.md §5 layer ids) when ``optim.layer_decay`` is
    set;
+   with balanced class weights by default (``class_weight``; :mod:`neurofm.tasks.imbalance`);
 3. keeps the epoch with the best validation score (the task's primary metric: AUROC for binary
-   tasks, Cohen's kappa for multi-class ones) on the fold's validation recordings;
-4. predicts the fold's test recordings with those weights.
+   tasks, Cohen's kappa for multi-class ones) on the fold's validation recordings and, for a
+   binary task, chooses the decision threshold that maximises balanced accuracy on them
+   (``threshold``), stored with the exported weights;
+4. predicts the fold's test recordings (its scored part: the validation recordings of a fixed
+   split whose test subjects are absent) with those weights and that threshold.
 
 The test predictions of all folds are scored by :func:`neurofm.tasks.evaluate.evaluate_system`,
 the same path the classical baselines take, and written as one result per seed; a summary over
@@ -80,6 +84,13 @@ from neurofm.tasks.backbones import (
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import Task, get_task
 from neurofm.tasks.evaluate import EvaluationResult, Predictions, evaluate_system
+from neurofm.tasks.imbalance import (
+    CLASS_WEIGHTINGS,
+    THRESHOLD_RULES,
+    balanced_class_weights,
+    choose_threshold,
+    decide,
+)
 from neurofm.tasks.metrics import METRIC_NAMES, classification_metrics
 
 _log = logging.getLogger(__name__)
@@ -112,25 +123,43 @@ class FinetuneJobConfig(FinetuneConfig):
 
     Attributes:
         task_name: the downstream task (:data:`neurofm.tasks.definitions.TASKS`).
+        split: the task's split (``"cv"``, ``"fixed"``, a split JSON file); empty: its default.
         init: ``"scratch"``, ``"official:PATH"``, a neurofm checkpoint folder or a training
             checkpoint (see :mod:`neurofm.tasks.backbones`).
         mode: ``"full"`` fine-tuning, ``"linear"`` probing (frozen backbone) or ``"lora"``.
         drop_path: stochastic-depth rate of the last block (linearly spaced from 0 over depth).
         lora: the adapters (``mode="lora"`` only).
+        class_weight: ``"balanced"`` (each class the same total loss weight, from the fold's
+            training labels) or ``"none"``.
+        threshold: binary tasks: ``"validation"`` (the threshold that maximises balanced accuracy
+            on the validation windows) or ``"argmax"`` (0.5).
     """
 
     task_name: str = ""
+    split: str = ""
     init: str = "scratch"
     mode: Mode = "full"
     drop_path: float = 0.1
     lora: LoraSettings = field(default_factory=LoraSettings)
+    class_weight: str = "balanced"
+    threshold: str = "validation"
+
+    def get_task(self) -> Task:
+        """The task with the configured split."""
+        return get_task(self.task_name).using_split(self.split or None)
 
     def validate(self) -> None:
         super().validate()
         if not self.task_name:
             raise ConfigError("config option task_name is empty; name a task (--task eegmat, "
                               "dreams_sleep...)")
-        task = get_task(self.task_name)
+        task = self.get_task()
+        if self.class_weight not in CLASS_WEIGHTINGS:
+            raise ConfigError(f"config option class_weight must be one of {CLASS_WEIGHTINGS}, "
+                              f"got {self.class_weight!r}")
+        if self.threshold not in THRESHOLD_RULES:
+            raise ConfigError(f"config option threshold must be one of {THRESHOLD_RULES}, got "
+                              f"{self.threshold!r}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"config option drop_path must lie in [0, 1), got {self.drop_path}")
         if self.label_smoothing and task.n_classes == 2:
@@ -397,8 +426,8 @@ class FineTunePredictor:
     """Fold predictor for :func:`neurofm.tasks.evaluate.evaluate_system` that fine-tunes.
 
     ``predictor(index, fold)`` trains a fresh network on the fold's training recordings (seeded by
-    ``config.run.seed``), selects the best validation epoch, predicts the test recordings and
-    returns :class:`Predictions`. With ``resume``, a fold whose predictions were saved is reused
+    ``config.run.seed``), selects the best validation epoch and the decision threshold, predicts
+    the fold's scored recordings and returns :class:`Predictions`. With ``resume``, a fold whose predictions were saved is reused
     and an interrupted fold continues from its last checkpoint. ``selection[index]`` records the
     chosen epoch and its validation score.
     """
@@ -426,18 +455,22 @@ class FineTunePredictor:
             return Predictions.from_dict(data["predictions"])
         windows = self.windows
         train, val, test = (np.flatnonzero(np.isin(windows.recording, part))
-                            for part in (fold.train, fold.val, fold.test))
+                            for part in (fold.train, fold.val, fold.scored_recordings))
         if train.size == 0 or test.size == 0:
             raise ConfigError(f"fold {index} ({fold.name}) has {train.size} training and "
-                              f"{test.size} test windows; every fold needs both")
+                              f"{test.size} {fold.scored} windows; every fold needs both")
         config = self.config
         seed_everything(config.run.seed)
         network, self.init_info = build_task_network(
             config, self.task, windows.sfreq, windows.signal.shape[-1], windows.unit,
             windows.channels)
         kind = target_kind(self.task.n_classes)
+        weights = (torch.as_tensor(balanced_class_weights(windows.label[train],
+                                                          self.task.n_classes))
+                   if config.class_weight == "balanced" else None)
         objective = SupervisedObjective(network, kind, self.task.n_classes,
-                                        config.label_smoothing if kind == "multiclass" else 0.0)
+                                        config.label_smoothing if kind == "multiclass" else 0.0,
+                                        class_weight=weights)
         layer_of, depth = layer_decay_groups(network) if config.optim.layer_decay else (None, None)
         trainer = Trainer(
             objective, config, run_dir,
@@ -454,15 +487,16 @@ class FineTunePredictor:
         dist_utils.barrier(self.ctx)
         result = trainer.fit(resume=resume)
         selection = self._select(objective, result.best_checkpoint, result.step)
-        probabilities = predict(objective, Subset(self.dataset, test.tolist()),
-                                config.data.batch_size, self.ctx.device, config.run.precision)
+        selection["threshold"] = self._threshold(objective, val)
+        probabilities = self._predict(objective, test)
         predictions = Predictions(
             y_true=windows.label[test], y_prob=probabilities, fold=np.full(test.size, index),
             subject=windows.subject[test], recording=windows.recording[test],
-            onset=windows.onset[test])
+            onset=windows.onset[test], y_pred=decide(probabilities, selection["threshold"]))
         self.selection[index] = selection
         if self.ctx.is_main:
-            selection["weights"] = self._export(network, objective.n_outputs, fold, run_dir)
+            selection["weights"] = self._export(network, objective.n_outputs, fold, run_dir,
+                                                selection["threshold"])
             atomic_write_json(saved, {"selection": selection, "init": self.init_info,
                                       "predictions": predictions.to_dict()})
             # The fold is finished and its selected weights exported; the training checkpoints
@@ -470,7 +504,21 @@ class FineTunePredictor:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         return predictions
 
-    def _export(self, network: TaskNetwork, n_outputs: int, fold: Split, run_dir: Path) -> str:
+    def _predict(self, objective: SupervisedObjective, rows: np.ndarray) -> np.ndarray:
+        config = self.config
+        return predict(objective, Subset(self.dataset, rows.tolist()), config.data.batch_size,
+                       self.ctx.device, config.run.precision)
+
+    def _threshold(self, objective: SupervisedObjective, val: np.ndarray) -> float | None:
+        """The binary decision threshold (None: argmax), chosen on the validation windows."""
+        if self.task.n_classes != 2 or self.config.threshold == "argmax":
+            return None
+        if val.size == 0:
+            return 0.5
+        return choose_threshold(self.windows.label[val], self._predict(objective, val)[:, 1])
+
+    def _export(self, network: TaskNetwork, n_outputs: int, fold: Split, run_dir: Path,
+                threshold: float | None) -> str:
         """Write the selected weights: ``model/`` (neurofm format, backbone with its head) or, for
         LoRA, ``adapter/`` (adapters and head only). Returns the folder name."""
         config = self.config
@@ -478,7 +526,8 @@ class FineTunePredictor:
                        "model_overrides": dict(config.model_overrides), "mode": config.mode,
                        "n_outputs": n_outputs, "task": self.task.name,
                        "class_names": list(self.task.class_names), "fold": fold.name,
-                       "seed": config.run.seed}
+                       "seed": config.run.seed, "decision_threshold": threshold,
+                       "class_weight": config.class_weight}
         if config.mode == "lora":
             save_lora_adapters(network, run_dir / ADAPTER_DIR, description)
             return ADAPTER_DIR
@@ -567,10 +616,10 @@ def run_finetune(
         corpus: where the windows came from, recorded in the results.
         compare: results of other systems on the task (e.g. the from-scratch run) for the report.
     """
-    from neurofm.tasks.baselines import BaselinePredictor, get_baseline
+    from neurofm.tasks.baselines import evaluate_baseline
     from neurofm.tasks.reports import write_report
 
-    task = get_task(config.task_name)
+    task = config.get_task()
     out_dir = Path(out_dir)
     if not seeds:
         raise ConfigError("no seeds given; pass at least one (--seeds 0 1 2 3 4)")
@@ -592,7 +641,8 @@ def run_finetune(
         )
         # Compact here (the report prints it); results.json keeps every validation metric.
         result.config["selection"] = {
-            f"fold{i}": {k: v for k, v in s.items() if k in ("selected", "epoch", "val_score")}
+            f"fold{i}": {k: v for k, v in s.items()
+                         if k in ("selected", "epoch", "val_score", "threshold")}
             for i, s in sorted(predictor.selection.items())}
         result.config["init"] = predictor.init_info
         init_info = predictor.init_info
@@ -604,13 +654,10 @@ def run_finetune(
 
     baseline_result = None
     if baseline and ctx.is_main:
-        method = get_baseline(task.baseline)
-        baseline_result = evaluate_system(
-            task, method.name, BaselinePredictor(method, windows, task.n_classes), folds,
-            {"baseline": method.description, **method.settings, "corpus": corpus},
-            max_folds=max_folds, progress=progress, n_resamples=n_resamples, seed=0)
-        if ctx.is_main:
-            baseline_result.save(out_dir / "baseline.json")
+        baseline_result = evaluate_baseline(
+            task, windows, folds, corpus=corpus, max_folds=max_folds, progress=progress,
+            n_resamples=n_resamples, class_weight=config.class_weight, threshold=config.threshold)
+        baseline_result.save(out_dir / "baseline.json")
 
     summary = {
         "format": "neurofm-finetune-summary",

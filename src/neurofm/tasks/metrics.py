@@ -2,7 +2,9 @@
 
 Every metric takes the true class ids ``y_true`` (int ``[N]``, values ``0..K-1``) and class
 probabilities ``y_prob`` (float ``[N, K]``, rows summing to 1); the predicted class is
-``argmax(y_prob, axis=1)`` (the first class wins a tie). A binary task has ``K = 2`` and class 1 is
+``argmax(y_prob, axis=1)`` (the first class wins a tie) unless a system's decision rule gives
+explicit predictions ``y_pred`` (a binary threshold chosen on validation,
+:mod:`neurofm.tasks.imbalance`), which the threshold metrics then use. A binary task has ``K = 2`` and class 1 is
 the positive class. The computations are scikit-learn's; the definitions are:
 
 - ``accuracy``: the fraction of windows whose predicted class is the true class.
@@ -68,46 +70,56 @@ def predicted_classes(y_prob: np.ndarray) -> np.ndarray:
     return np.asarray(y_prob).argmax(axis=1)
 
 
-def accuracy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+def _decided(y_prob: np.ndarray, y_pred: np.ndarray | None) -> np.ndarray:
+    if y_pred is None:
+        return predicted_classes(y_prob)
+    y_pred = np.asarray(y_pred)
+    if y_pred.shape != (len(y_prob),):
+        raise ValueError(f"y_pred must be [N] with N = {len(y_prob)}, got shape {y_pred.shape}")
+    return y_pred
+
+
+def accuracy(y_true: np.ndarray, y_prob: np.ndarray, y_pred: np.ndarray | None = None) -> float:
     """Fraction of windows whose predicted class equals the true class."""
     y_true, y_prob = _check_inputs(y_true, y_prob)
-    return float(skm.accuracy_score(y_true, predicted_classes(y_prob)))
+    return float(skm.accuracy_score(y_true, _decided(y_prob, y_pred)))
 
 
-def balanced_accuracy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+def balanced_accuracy(y_true: np.ndarray, y_prob: np.ndarray,
+                      y_pred: np.ndarray | None = None) -> float:
     """Mean per-class recall over the classes present in ``y_true``."""
     y_true, y_prob = _check_inputs(y_true, y_prob)
     with warnings.catch_warnings():
         # Predicting a class absent from y_true is expected on one subject's windows; the
         # definition above averages over the true classes only, which is what sklearn does.
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return float(skm.balanced_accuracy_score(y_true, predicted_classes(y_prob)))
+        return float(skm.balanced_accuracy_score(y_true, _decided(y_prob, y_pred)))
 
 
-def cohen_kappa(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+def cohen_kappa(y_true: np.ndarray, y_prob: np.ndarray, y_pred: np.ndarray | None = None) -> float:
     """Unweighted Cohen's kappa (p_o - p_e) / (1 - p_e) between true and predicted classes.
 
     Defined as 0 when both label sequences hold one and the same class (p_e = 1), where
     scikit-learn would divide by zero.
     """
     y_true, y_prob = _check_inputs(y_true, y_prob)
-    y_pred = predicted_classes(y_prob)
+    y_pred = _decided(y_prob, y_pred)
     if np.unique(np.concatenate([y_true, y_pred])).size == 1:
         return 0.0
     return float(skm.cohen_kappa_score(y_true, y_pred))
 
 
-def f1_macro(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+def f1_macro(y_true: np.ndarray, y_prob: np.ndarray, y_pred: np.ndarray | None = None) -> float:
     """Unweighted mean per-class F1 over the classes in ``y_true`` or the predictions."""
     y_true, y_prob = _check_inputs(y_true, y_prob)
-    return float(skm.f1_score(y_true, predicted_classes(y_prob), average="macro", zero_division=0))
+    return float(skm.f1_score(y_true, _decided(y_prob, y_pred), average="macro", zero_division=0))
 
 
-def f1_weighted(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+def f1_weighted(y_true: np.ndarray, y_prob: np.ndarray, y_pred: np.ndarray | None = None) -> float:
     """Per-class F1 averaged with weights equal to the class counts in ``y_true``."""
     y_true, y_prob = _check_inputs(y_true, y_prob)
     return float(
-        skm.f1_score(y_true, predicted_classes(y_prob), average="weighted", zero_division=0)
+        skm.f1_score(y_true, _decided(y_prob, y_pred), average="weighted", zero_division=0)
     )
 
 
@@ -134,7 +146,11 @@ def auc_pr(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return _one_vs_rest_mean(y_true, y_prob, skm.average_precision_score)
 
 
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+#: Metrics computed from the predicted classes (the others rank the probabilities).
+THRESHOLD_METRICS: frozenset[str] = frozenset(
+    {"accuracy", "balanced_accuracy", "cohen_kappa", "f1_macro", "f1_weighted"})
+
+METRICS: dict[str, Callable[..., float]] = {
     "accuracy": accuracy,
     "balanced_accuracy": balanced_accuracy,
     "cohen_kappa": cohen_kappa,
@@ -146,13 +162,16 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 
 def classification_metrics(
-    y_true: np.ndarray, y_prob: np.ndarray, names: Sequence[str] = METRIC_NAMES
+    y_true: np.ndarray, y_prob: np.ndarray, names: Sequence[str] = METRIC_NAMES,
+    y_pred: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Every metric in ``names`` for one set of predictions (``y_true [N]``, ``y_prob [N, K]``)."""
+    """Every metric in ``names`` for one set of predictions (``y_true [N]``, ``y_prob [N, K]``,
+    and the decided classes ``y_pred [N]``, default the argmax)."""
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRICS)}")
-    return {name: METRICS[name](y_true, y_prob) for name in names}
+    return {name: METRICS[name](y_true, y_prob, y_pred) if name in THRESHOLD_METRICS
+            else METRICS[name](y_true, y_prob) for name in names}
 
 
 @dataclass(frozen=True)
@@ -217,6 +236,7 @@ def bootstrap_over_subjects(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    y_pred: np.ndarray | None = None,
 ) -> dict[str, Interval]:
     """Percentile bootstrap over subjects for every metric in ``names``.
 
@@ -227,6 +247,7 @@ def bootstrap_over_subjects(
     Seeded with ``seed`` (numpy ``default_rng``), so the same inputs give the same interval.
     """
     y_true, y_prob = _check_inputs(y_true, y_prob)
+    y_pred = _decided(y_prob, y_pred)
     subjects = np.asarray(subjects)
     if len(subjects) != len(y_true):
         raise ValueError(f"{len(subjects)} subject ids for {len(y_true)} windows")
@@ -237,9 +258,10 @@ def bootstrap_over_subjects(
     for _ in range(n_resamples):
         drawn = rng.integers(0, len(unique_subjects), size=len(unique_subjects))
         index = np.concatenate([windows_of_subject[s] for s in drawn])
-        for name, value in classification_metrics(y_true[index], y_prob[index], names).items():
+        resample = classification_metrics(y_true[index], y_prob[index], names, y_pred[index])
+        for name, value in resample.items():
             resampled[name].append(value)
-    point = classification_metrics(y_true, y_prob, names)
+    point = classification_metrics(y_true, y_prob, names, y_pred)
     tail = (1 - confidence) / 2
     intervals = {}
     for name in names:

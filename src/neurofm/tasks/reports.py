@@ -79,9 +79,12 @@ class ReportFiles:
 
 
 def format_interval(interval: Interval) -> str:
-    """``0.812 [0.771, 0.850]``, or just the estimate when the interval is undefined."""
+    """``0.812 [0.771, 0.850]``; the estimate alone when the interval is undefined, and with
+    ``(interval n/a: 1 subject)`` when a bootstrap over one subject cannot form one."""
     if not np.isfinite(interval.estimate):
         return "n/a"
+    if interval.method == "bootstrap over subjects" and interval.n < 2:
+        return f"{interval.estimate:.3f} (interval n/a: {interval.n} subject)"
     if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
         return f"{interval.estimate:.3f}"
     return f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
@@ -243,9 +246,28 @@ def _metrics_table(results: Sequence[EvaluationResult], kind: str) -> _Table:
 
 
 def _split_table(result: EvaluationResult) -> _Table:
-    rows = [[fold.name or str(i)] + [", ".join(fold.groups[part]) for part in ("train", "val", "test")]
+    rows = [[fold.name or str(i)] + [", ".join(fold.groups[part]) or "-"
+                                     for part in ("train", "val", "test")]
+            + ["validation" if fold.scored == "val" else "test"]
             for i, fold in enumerate(result.folds)]
-    return _Table(["fold", "train", "validation", "test"], rows)
+    return _Table(["fold", "train", "validation", "test", "scored"], rows)
+
+
+def _split_paragraphs(result: EvaluationResult) -> list[_Paragraph]:
+    split = result.task["split"]
+    text = f"Split `{split.get('name', '?')}`: {split['description']}."
+    if split.get("source"):
+        text += f" Source: {split['source']}."
+    paragraphs = [_Paragraph(text)]
+    for note in dict.fromkeys(fold.note for fold in result.folds if fold.note):
+        paragraphs.append(_Paragraph(f"**Note:** {note}."))
+    return paragraphs
+
+
+def _warnings(results: Sequence[EvaluationResult]) -> list[_Paragraph]:
+    """A paragraph per collapsed system (one class for nearly every window)."""
+    return [_Paragraph(f"**Warning, {result.system}:** {collapse}.")
+            for result in results if (collapse := result.collapse())]
 
 
 def _config_rows(result: EvaluationResult) -> _Table:
@@ -291,18 +313,21 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
             f"{data['windows']} windows from {data['recordings']} recordings of {data['subjects']} "
             f"{first.task['split']['unit']}s; windows per class: " + ", ".join(
                 f"{first.class_names[int(c)]} {n}" for c, n in data["windows_per_class"].items())))
-    blocks += [_Heading("Split"), _Paragraph(str(first.task["split"]["description"]) + "."),
-               _split_table(first)]
+    blocks += [_Heading("Split"), *_split_paragraphs(first), _split_table(first)]
     bootstrap = first.config.get("bootstrap", {})
     unit = first.task["split"]["unit"]
+    scored = "validation" if first.folds[0].scored == "val" else "test"
     blocks += [
         _Heading("Results"),
         _Paragraph(
-            "Each cell: the metric on all test windows pooled over folds, with the "
+            f"Each cell: the metric on all {scored} windows pooled over folds, with the "
             f"{100 * first.over_subjects[METRIC_NAMES[0]].confidence:g}% percentile bootstrap "
-            f"interval over {unit}s ({bootstrap.get('n_resamples', '?')} resamples of whole test "
-            f"{unit}s, seeded). Metric definitions: docs/tasks.md."),
+            f"interval over {unit}s ({bootstrap.get('n_resamples', '?')} resamples of whole "
+            f"{scored} {unit}s, seeded). Binary tasks decide with the threshold each system chose "
+            "on its validation windows (maximum balanced accuracy); AUROC and AUC-PR do not "
+            "depend on it. Metric definitions: docs/tasks.md."),
         _metrics_table(results, "subjects"),
+        *_warnings(results),
         _Paragraph("Mean over folds with the Student-t interval of that mean:"),
         _metrics_table(results, "folds"),
         _Heading("Systems"),

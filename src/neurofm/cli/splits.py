@@ -1,0 +1,28 @@
+"""The ``--split`` option that ``neurofm evaluate`` and ``neurofm finetune`` share."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from neurofm.data.splits import Split
+
+
+def add_split_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--split NAME|FILE`` (a task's named split, or a fixed split in a JSON file)."""
+    parser.add_argument(
+        "--split", default=None, metavar="{cv,fixed,FILE.json}",
+        help="the task's named split (eegmat: cv = 8 subject-wise folds over the subjects present, "
+             "the default; fixed = the published Subject00-27 / 28-31 / 32-35 split), or a JSON "
+             'file {"train": [...], "val": [...], "test": [...], "source": "..."} of subject ids')
+
+
+def scored_part(fold: Split) -> str:
+    """``"test"`` or ``"validation"``: what a fold's scores are measured on, in words."""
+    return "validation" if fold.scored == "val" else "test"
+
+
+def print_split_notes(folds: Sequence[Split]) -> None:
+    """Print what a split says about missing subjects and what is scored, once per note."""
+    for note in dict.fromkeys(fold.note for fold in folds if fold.note):
+        print(f"split: {note}")
