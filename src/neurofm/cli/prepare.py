@@ -1,4 +1,5 @@
-"""``neurofm prepare``: recordings (files, folders, globs, dataset names) -> a preprocessed corpus."""
+"""``neurofm prepare``: recordings (files, folders, globs, dataset names) -> a preprocessed corpus;
+``--all-eeg``: every local EEG recording of the registry, minus an evaluation task's subjects."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import argparse
 from neurofm.atomic import atomic_write_json
 from neurofm.data.prepare import parse_shard, prepare_corpus
 from neurofm.data.preprocess import PreprocessConfig
+from neurofm.data.pretraining_corpus import (
+    CHANNEL_POLICIES,
+    evaluation_exclusions,
+    prepare_pretraining_corpus,
+)
+from neurofm.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "sources",
-        nargs="+",
+        nargs="*",
         metavar="SOURCE",
         help="a recording file, a folder (searched recursively), a quoted glob, or a dataset name",
     )
@@ -52,6 +59,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--report", default=None, metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    corpus = parser.add_argument_group(
+        "all-EEG pretraining corpus",
+        "--all-eeg replaces SOURCE: every EEG recording of every registry dataset found locally "
+        "(mirror or cache), LaBraM recipe with the low-pass clamped below slow rates; the "
+        "report (per dataset: recordings, subjects, hours; what was left out and why) is also "
+        "written to <corpus>/pretraining_corpus.json",
+    )
+    corpus.add_argument("--all-eeg", action="store_true",
+                        help="prepare every local EEG recording of the registry")
+    corpus.add_argument("--channels", choices=CHANNEL_POLICIES, default="vocabulary",
+                        help="vocabulary: channels of the LaBraM vocabulary (LaBraM); all-eeg: "
+                             "every EEG channel, mapped or not (Neuro-BERT). Default vocabulary")
+    corpus.add_argument("--exclude-task", default=None, metavar="TASK",
+                        help="leave out the validation and test subjects of TASK (needs --split)")
+    corpus.add_argument("--split", default=None, metavar="NAME",
+                        help="the named split of --exclude-task (e.g. fixed, cv)")
+    corpus.add_argument("--mirror", default=None, metavar="DIR",
+                        help="local dataset mirror (default: NEUROFM_MIRROR)")
     parser.set_defaults(func=run)
 
 
@@ -63,8 +88,46 @@ def recipe_config(recipe: str, notch: str | None) -> PreprocessConfig:
     return factory(notch_freq=None if notch == "none" else float(notch))
 
 
+def _run_all_eeg(args: argparse.Namespace) -> int:
+    if args.sources:
+        raise ConfigError("--all-eeg takes no SOURCE: it prepares every local EEG recording")
+    if args.recipe != "labram":
+        raise ConfigError("--all-eeg prepares EEG with the labram recipe; drop --recipe emg")
+    if (args.exclude_task is None) != (args.split is None):
+        raise ConfigError("--exclude-task and --split go together: e.g. --exclude-task eegmat --split fixed")
+    exclude = evaluation_exclusions(args.exclude_task, args.split) if args.exclude_task else {}
+    notch = recipe_config("labram", args.notch).notch_freq
+    report = prepare_pretraining_corpus(
+        args.out,
+        exclude_subjects=exclude,
+        exclusion=(f"validation and test subjects of task {args.exclude_task}, split {args.split}"
+                   if args.exclude_task else "none"),
+        channels=args.channels,
+        notch_freq=notch,
+        mirror=args.mirror,
+        workers=args.workers,
+        shard=args.shard,
+        strict=args.strict,
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    if args.report:
+        atomic_write_json(args.report, report.to_dict())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Prepare the corpus and print the report; 0 even when some recordings were skipped."""
+    if args.all_eeg:
+        return _run_all_eeg(args)
+    given = [flag for flag, value in (("--exclude-task", args.exclude_task), ("--split", args.split),
+                                      ("--mirror", args.mirror)) if value is not None]
+    if args.channels != "vocabulary":
+        given.append("--channels")
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply only with --all-eeg")
+    if not args.sources:
+        raise ConfigError("name at least one SOURCE (file, folder, glob, dataset), or pass --all-eeg")
     report = prepare_corpus(
         args.sources,
         args.out,
