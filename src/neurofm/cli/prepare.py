@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.channels != "vocabulary":
         given.append("--channels")
     if given:
-        raise ConfigError(f"{', '.join(given)} apply only with --all-eeg")
+        raise ConfigError(f"{', '.join(given)}: only with --all-eeg")
     if not args.sources:
         raise ConfigError("name at least one SOURCE (file, folder, glob, dataset), or pass --all-eeg")
     report = prepare_corpus(
