@@ -50,7 +50,9 @@ def small_mirror(mirror_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def vocabulary_corpus(small_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> PretrainingCorpusReport:
+def vocabulary_corpus(
+    small_mirror: Path, tmp_path_factory: pytest.TempPathFactory
+) -> PretrainingCorpusReport:
     return prepare_pretraining_corpus(
         tmp_path_factory.mktemp("vocabulary"), exclude_subjects={"eegmat": {"Subject28"}},
         exclusion="eegmat test subject", mirror=small_mirror, progress=False,
@@ -58,7 +60,9 @@ def vocabulary_corpus(small_mirror: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="module")
-def all_eeg_corpus(small_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> PretrainingCorpusReport:
+def all_eeg_corpus(
+    small_mirror: Path, tmp_path_factory: pytest.TempPathFactory
+) -> PretrainingCorpusReport:
     return prepare_pretraining_corpus(
         tmp_path_factory.mktemp("all_eeg"), exclude_subjects={"eegmat": {"Subject28"}},
         channels="all-eeg", mirror=small_mirror, progress=False,

@@ -1,4 +1,4 @@
-"""An all-EEG pretraining corpus: every EEG recording the registry finds locally, minus held-out subjects.
+"""An all-EEG pretraining corpus: every local EEG recording of the registry, minus held-out subjects.
 
 :func:`prepare_pretraining_corpus` takes every registered dataset whose modality is EEG, uses the
 verified local files of those present (mirror or cache; absent datasets are listed, partial ones
@@ -127,9 +127,13 @@ class PretrainingCorpusReport:
             "channels": self.channels,
             "exclusion": self.exclusion,
             "exclude_subjects": self.exclude_subjects,
-            "excluded_subjects_not_present": {k: list(v) for k, v in selection.absent_excluded.items()},
+            "excluded_subjects_not_present": {
+                name: list(subjects) for name, subjects in selection.absent_excluded.items()
+            },
             "hours": self.hours,
-            "datasets": [asdict(share) | {"subjects": list(share.subjects)} for share in self.datasets],
+            "datasets": [
+                asdict(share) | {"subjects": list(share.subjects)} for share in self.datasets
+            ],
             "absent_datasets": list(selection.absent),
             "left_out": [asdict(item) for item in selection.left_out],
             "failed": [
@@ -144,7 +148,8 @@ class PretrainingCorpusReport:
         lines = [self.preparation.summary().splitlines()[0], f"channels: {self.channels}; "
                  f"excluded: {self.exclusion}"]
         for share in self.datasets:
-            anonymous = f", {share.anonymous_recordings} without subject id" if share.anonymous_recordings else ""
+            anonymous = (f", {share.anonymous_recordings} without subject id"
+                         if share.anonymous_recordings else "")
             lines.append(
                 f"  {share.name}: {share.recordings} recordings, {len(share.subjects)} subjects"
                 f"{anonymous}, {share.hours:.3f} h ({share.failed} failed; local {share.local})"
@@ -154,10 +159,12 @@ class PretrainingCorpusReport:
         for name, subjects in self.selection.absent_excluded.items():
             lines.append(f"  excluded {name} subjects not present anyway: {', '.join(subjects)}")
         left_out = self.selection.left_out
-        by_subject = [item for item in left_out if item.reason.startswith("excluded subject")]
+        by_subject = [
+            i for i in left_out if i.subject in self.exclude_subjects.get(i.dataset, ())
+        ]
         if by_subject:
-            subjects = sorted({f"{i.dataset}/{i.subject}" for i in by_subject})
-            lines.append(f"left out {len(by_subject)} recordings of excluded subjects: {', '.join(subjects)}")
+            subjects = ", ".join(sorted({f"{i.dataset}/{i.subject}" for i in by_subject}))
+            lines.append(f"left out {len(by_subject)} recordings of excluded subjects: {subjects}")
         lines += [f"left out {i.id}: {i.reason}" for i in left_out if i not in by_subject]
         lines += self.preparation.summary().splitlines()[1:]
         return "\n".join(lines)
