@@ -177,3 +177,16 @@ def test_official_labram_counts_eegbci_as_seen_and_eegmat_as_not(tmp_path):
     assert not check.overlaps and "no eegmat" in check.report_lines()[0]
     with pytest.raises(OverlapError, match="test subject S001 .whole dataset: EEGMMI"):
         check_overlap(record, f"official:{checkpoint}", "eegbci", {"test": ["S001"]})
+
+
+def test_finetune_command_refuses_an_overlapping_checkpoint_before_writing_anything(
+        eegmat, pretrained, tmp_path, capsys):
+    folder, _ = eegmat
+    out = tmp_path / "run"
+    status = main(["finetune", "--task", "eegmat", "--init", str(pretrained / "model"),
+                   "--model", "neurobert_small", "--dataset-dir", str(folder), "--corpus",
+                   str(folder / "corpora"), "--out", str(out), "--epochs", "1", "--quiet"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "Subject00" in error and "Subject01" in error and "--allow-overlap" in error
+    assert not (out / "results.json").exists()

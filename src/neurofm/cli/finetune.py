@@ -85,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "scratch run's seed0/result.json) to add to this run's report")
     parser.add_argument("--no-baseline", action="store_true",
                         help="do not run the task's classical baseline for the report")
+    parser.add_argument("--allow-overlap", action="store_true",
+                        help="fine-tune and score even if the --init checkpoint was pretrained on "
+                             "validation or test subjects of the split (refused otherwise; the "
+                             "report then says so)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a run in OUT: reuse finished folds, resume interrupted ones")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
         system=args.system, baseline=not args.no_baseline, resume=args.resume,
         n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path),
-        compare=compare)
+        compare=compare, allow_overlap=args.allow_overlap)
 
     if not ctx.is_main:
         return 0

@@ -92,6 +92,7 @@ from neurofm.tasks.imbalance import (
     decide,
 )
 from neurofm.tasks.metrics import METRIC_NAMES, classification_metrics
+from neurofm.tasks.overlap import guard_overlap
 
 _log = logging.getLogger(__name__)
 
@@ -601,6 +602,7 @@ def run_finetune(
     progress: bool = True,
     corpus: str | None = None,
     compare: Sequence[EvaluationResult] = (),
+    allow_overlap: bool = False,
 ) -> FinetuneOutcome:
     """Fine-tune on every (first ``max_folds``) fold for every seed; score, summarise, report.
 
@@ -615,6 +617,10 @@ def run_finetune(
         n_resamples: bootstrap resamples over subjects for the confidence intervals.
         corpus: where the windows came from, recorded in the results.
         compare: results of other systems on the task (e.g. the from-scratch run) for the report.
+        allow_overlap: fine-tune and score even when ``config.init`` was pretrained on a
+            validation or test subject of ``folds`` (:mod:`neurofm.tasks.overlap`; otherwise
+            :class:`~neurofm.errors.OverlapError` before anything is trained or written); the
+            report says so.
     """
     from neurofm.tasks.baselines import evaluate_baseline
     from neurofm.tasks.reports import write_report
@@ -625,6 +631,9 @@ def run_finetune(
         raise ConfigError("no seeds given; pass at least one (--seeds 0 1 2 3 4)")
     ctx = dist_utils.init_distributed(config.run.device)
     name = system or system_name(config)
+    used_folds = list(folds)[: max_folds or len(folds)]
+    overlap = guard_overlap(config.init, task.dataset, used_folds, corpus,
+                            allow_overlap=allow_overlap)
     results: list[EvaluationResult] = []
     selections: dict[int, dict[int, dict[str, Any]]] = {}
     init_info: dict[str, Any] = {}
@@ -645,6 +654,7 @@ def run_finetune(
                          if k in ("selected", "epoch", "val_score", "threshold")}
             for i, s in sorted(predictor.selection.items())}
         result.config["init"] = predictor.init_info
+        result.config["overlap"] = overlap.to_dict()
         init_info = predictor.init_info
         selections[int(seed)] = predictor.selection
         if ctx.is_main:
@@ -679,6 +689,7 @@ def run_finetune(
             "system": baseline_result.system, "result": "baseline.json",
             "pooled": baseline_result.pooled},
         "primary_metric": task.primary_metric,
+        "overlap": overlap.to_dict(),
     }
     summary_path = out_dir / "results.json"
     report_path = None

@@ -220,6 +220,7 @@ class OverlapCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "applied": self.applied,
+                "report": self.report_lines(),
                 "allowed": self.allowed, "pretrained_on": self.pretrained_on,
                 "overlaps": [asdict(o) for o in self.overlaps],
                 "notes": list(self.notes)}

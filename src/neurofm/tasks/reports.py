@@ -264,6 +264,16 @@ def _split_paragraphs(result: EvaluationResult) -> list[_Paragraph]:
     return paragraphs
 
 
+def _pretraining_paragraphs(results: Sequence[EvaluationResult]) -> list:
+    """What each system's initial weights were pretrained on, as the overlap guard found it."""
+    paragraphs: list = []
+    for result in results:
+        lines = result.config.get("overlap", {}).get("report")
+        if lines:
+            paragraphs.append(_Paragraph(f"**{result.system}:** " + " ".join(lines)))
+    return [_Heading("Pretraining data"), *paragraphs] if paragraphs else []
+
+
 def _warnings(results: Sequence[EvaluationResult]) -> list[_Paragraph]:
     """A paragraph per collapsed system (one class for nearly every window)."""
     return [_Paragraph(f"**Warning, {result.system}:** {collapse}.")
@@ -295,7 +305,8 @@ def _config_rows(result: EvaluationResult) -> _Table:
 def _system_table(results: Sequence[EvaluationResult]) -> _Table:
     rows = []
     for result in results:
-        settings = {k: v for k, v in result.config.items() if k not in ("data", "bootstrap")}
+        settings = {k: v for k, v in result.config.items()
+                    if k not in ("data", "bootstrap", "overlap")}
         described = "; ".join(f"{k}: {v}" for k, v in settings.items())
         rows.append([result.system, described or "-", result.created, result.neurofm_version])
     return _Table(["system", "configuration", "evaluated (UTC)", "neurofm"], rows)
@@ -332,6 +343,7 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
         _metrics_table(results, "folds"),
         _Heading("Systems"),
         _system_table(results),
+        *_pretraining_paragraphs(results),
         _Heading("Plots"),
     ]
     per_subject = plot_per_subject(results, first.primary_metric,
