@@ -48,19 +48,30 @@ def test_quick_demo_report_compares_pretrained_scratch_and_baseline_with_plots(q
     assert all(Path(path).is_file() and Path(path).stat().st_size > 0 for path in figures)
 
 
-def test_quick_demo_never_pretrains_on_the_held_out_test_subjects(quick_demo):
-    out, _ = quick_demo
+def test_quick_demo_never_pretrains_on_the_held_out_validation_and_test_subjects(quick_demo):
+    out, printed = quick_demo
     summary = json.loads((out / "demo.json").read_text())
     held_out = set(summary["held_out_subjects"])
-    assert held_out == {s for fold in summary["folds"] for s in fold["groups"]["test"]}
-    pretraining = {entry.subject for entry in Corpus(out / "pretrain_corpus")}
-    assert pretraining == set(summary["pretraining_subjects"]) and not pretraining & held_out
-    task_subjects = {entry.subject for entry in Corpus(out / "corpus")}
-    assert task_subjects == pretraining | held_out and len(task_subjects) == QUICK.subjects
+    assert held_out == {s for fold in summary["folds"] for part in ("val", "test")
+                        for s in fold["groups"][part]}
+    pretraining = set(summary["pretraining_subjects"])
+    assert {f"eegmat/{s}" for s in held_out}.isdisjoint(pretraining)
+    # The other datasets of the mirror pretrain too (all-EEG pretraining).
+    assert {s.split("/")[0] for s in pretraining} >= {"eegmat", "eegbci", "dreams_spindles"}
+    for corpus_dir in (out / "pretrain_corpus").iterdir():
+        subjects = {entry.subject for entry in Corpus(corpus_dir) if entry.id.startswith("eegmat/")}
+        assert subjects and not subjects & held_out
     for run in ("tokenizer", "pretrain_mem", "pretrain_fip"):
         split = json.loads((out / run / "split.json").read_text())
-        used = {rid.split("/")[1].split("_")[0] for rid in split["train"] + split["val"]}
+        used = {rid.split("/")[1].split("_")[0] for rid in split["train"] + split["val"]
+                if rid.startswith("eegmat/")}
         assert used and not used & held_out, run
+    # The overlap guard ran on every fine-tuned system and found nothing.
+    for system in ("LaBraM pretrained (MEM)", "Neuro-BERT pretrained (FIP)"):
+        result = json.loads(next((out / "finetune").glob(
+            f"{system.lower().split()[0].replace('-', '_')}*pretrained*/seed0/result.json"))
+            .read_text())
+        assert result["config"]["overlap"]["applied"] and not result["config"]["overlap"]["overlaps"]
 
 
 def test_demo_refuses_fewer_subjects_than_a_fold_needs(mirror_dir):

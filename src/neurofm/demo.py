@@ -39,6 +39,7 @@ import torch
 from neurofm.atomic import atomic_write_json
 from neurofm.data.corpus import Corpus
 from neurofm.data.prepare import prepare_corpus
+from neurofm.data.pretraining_corpus import prepare_pretraining_corpus
 from neurofm.data.sources import RecordingSource
 from neurofm.data.splits import Split
 from neurofm.datasets.download import network_allowed
@@ -81,6 +82,8 @@ class DemoSettings:
         finetune_epochs: fine-tuning epochs per fold (5-s windows; the recipe's warm-up fraction).
         finetune_batch_size: windows per fine-tuning step.
         bootstrap: bootstrap resamples over subjects for the confidence intervals.
+        pretraining_datasets: the registry's EEG datasets pretraining draws on (``None``: every
+            one present in the mirror; see :func:`prepare_pretraining_corpus`).
     """
 
     subjects: int
@@ -94,6 +97,7 @@ class DemoSettings:
     pretrain_batch_size: int = 32
     finetune_batch_size: int = 32
     bootstrap: int = 1000
+    pretraining_datasets: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""
@@ -132,8 +136,10 @@ class DemoResult:
         report: the report files (Markdown, HTML, plots).
         results: the evaluation results in report order (4 fine-tuned systems, then the baseline).
         stages: the finished stages in order, with their wall times.
-        held_out_subjects: the test subjects of the evaluated folds (never seen in pretraining).
-        pretraining_subjects: the subjects whose EEG the tokenizer and both models pretrained on.
+        held_out_subjects: the validation and test subjects of the evaluated folds (never seen
+            in pretraining).
+        pretraining_subjects: ``dataset/subject`` of every subject whose EEG the tokenizer and
+            the models pretrained on (recordings without a subject id are not listed).
         seconds: total wall time.
         summary_path: ``demo.json``.
     """
@@ -203,8 +209,10 @@ def demo_sources(task: Task, n_subjects: int, mirror: str | Path | None = None
 
 
 def held_out_subjects(folds: list[Split]) -> list[str]:
-    """The test subjects of ``folds``: what pretraining must never see."""
-    return sorted({subject for fold in folds for subject in fold.groups["test"]})
+    """The validation and test subjects of ``folds``: what pretraining must never see (the
+    overlap guard refuses fine-tuning otherwise)."""
+    return sorted({subject for fold in folds for part in ("val", "test")
+                   for subject in fold.groups[part]})
 
 
 def _pretrain_overrides(settings: DemoSettings, steps: int, lr: float, progress: bool) -> list[str]:
@@ -284,7 +292,8 @@ def _run_demo(out_dir: Path, settings: DemoSettings, mirror: str | Path | None, 
     say(f"neurofm demo{' --quick' if settings is QUICK else ''}: {task.description}; "
         f"outputs in {out_dir}")
 
-    # 1. Data: the task corpus, its folds, and the pretraining corpus without the test subjects.
+    # 1. Data: the task corpus, its folds, and the all-EEG pretraining corpora without the
+    #    evaluated folds' validation and test subjects.
     started = clock.begin("prepare", f"{settings.subjects} {task.dataset} subjects -> corpora")
     sources = demo_sources(task, settings.subjects, mirror)
     preparation = prepare_corpus(sources, out_dir / "corpus", task.preprocess_config(),
@@ -294,18 +303,24 @@ def _run_demo(out_dir: Path, settings: DemoSettings, mirror: str | Path | None, 
     corpus = Corpus(preparation.corpus_dir)
     folds = task_folds(task, corpus)[: settings.eval_folds]
     held_out = held_out_subjects(folds)
-    pretrain_sources = [s for s in sources if (s.subject or s.id) not in held_out]
-    pretrain_preparation = prepare_corpus(pretrain_sources, out_dir / "pretrain_corpus",
-                                          task.preprocess_config(), progress=progress)
-    pretrain_corpus = pretrain_preparation.corpus_dir
-    pretraining_subjects = sorted({s.subject or s.id for s in pretrain_sources})
+    pretraining = {
+        policy: prepare_pretraining_corpus(
+            out_dir / "pretrain_corpus", exclude_subjects={task.dataset: held_out},
+            exclusion=f"the validation and test subjects of the demo's {len(folds)} fold(s)",
+            channels=policy, datasets=settings.pretraining_datasets, mirror=mirror,
+            progress=progress)
+        for policy in ("vocabulary", "all-eeg")}
+    pretraining_subjects = sorted({f"{share.name}/{subject}" for report in pretraining.values()
+                                   for share in report.datasets for subject in share.subjects})
     windows = load_task_windows(task, corpus)
+    labram_corpus = pretraining["vocabulary"].preparation.corpus_dir
+    neurobert_corpus = pretraining["all-eeg"].preparation.corpus_dir
     clock.end("prepare", started,
               f"{len(corpus)} recordings ({preparation.hours * 60:.0f} min of EEG); "
-              f"test subjects {', '.join(held_out)} held out of pretraining, which uses "
-              f"{len(pretrain_sources)} recordings of {len(pretraining_subjects)} subjects "
-              f"({pretrain_preparation.hours * 60:.0f} min)")
-
+              f"validation and test subjects {', '.join(held_out)} held out of pretraining, which "
+              f"uses {pretraining['all-eeg'].hours:.1f} h of EEG from "
+              + ", ".join(f"{share.name} ({share.hours:.2f} h)"
+                          for share in pretraining["all-eeg"].datasets if share.recordings))
     # 2. VQ-NSP tokenizer.
     started = clock.begin("tokenizer", f"{TOKENIZER_MODEL}, {settings.tokenizer_steps} steps")
     tokenizer_config = load_config(
@@ -313,7 +328,7 @@ def _run_demo(out_dir: Path, settings: DemoSettings, mirror: str | Path | None, 
         overrides=_pretrain_overrides(settings, settings.tokenizer_steps, settings.tokenizer_lr,
                                        progress))
     tokenizer_run = out_dir / "tokenizer"
-    tokenizer = run_job(tokenizer_config, pretrain_corpus, tokenizer_run)
+    tokenizer = run_job(tokenizer_config, labram_corpus, tokenizer_run)
     usage = _code_perplexity(tokenizer_run)
     clock.end("tokenizer", started, f"{_last_loss(tokenizer.losses)}"
               + (f"; code perplexity {usage:.0f} (codes in effective use)" if usage is not None
@@ -327,7 +342,7 @@ def _run_demo(out_dir: Path, settings: DemoSettings, mirror: str | Path | None, 
               "model": LABRAM_MODELS[0]},
         overrides=_pretrain_overrides(settings, settings.mem_steps, settings.pretrain_lr, progress))
     mem_run = out_dir / "pretrain_mem"
-    mem = run_job(mem_config, pretrain_corpus, mem_run)
+    mem = run_job(mem_config, labram_corpus, mem_run)
     labram_init = _pretrained_init(mem_run, mem.best_checkpoint, mem.last_checkpoint)
     clock.end("pretrain_mem", started, _last_loss(mem.losses))
 
@@ -337,7 +352,7 @@ def _run_demo(out_dir: Path, settings: DemoSettings, mirror: str | Path | None, 
         PretrainConfig, base={"objective": "fip", "model": NEUROBERT_MODEL},
         overrides=_pretrain_overrides(settings, settings.fip_steps, settings.pretrain_lr, progress))
     fip_run = out_dir / "pretrain_fip"
-    fip = run_job(fip_config, pretrain_corpus, fip_run)
+    fip = run_job(fip_config, neurobert_corpus, fip_run)
     neurobert_init = _pretrained_init(fip_run, fip.best_checkpoint, fip.last_checkpoint)
     clock.end("pretrain_fip", started, _last_loss(fip.losses))
 
@@ -423,5 +438,10 @@ def _print_table(demo: DemoResult, task: Task, say: Callable[[str], None]) -> No
     for result in demo.results:
         say(f"{result.system:{width}s}  " + "  ".join(
             f"{format_interval(result.over_subjects[m]):26s}" for m in metrics))
-    say(f"({len(demo.held_out_subjects)} test subjects: {', '.join(demo.held_out_subjects)}; "
-        "95% bootstrap intervals over subjects)\n")
+    tested = sorted({s for fold in demo.results[0].folds for s in fold.scored_groups})
+    say(f"({len(tested)} test subjects: {', '.join(tested)}; 95% bootstrap intervals over "
+        "subjects)")
+    for result in demo.results:
+        if (collapse := result.collapse()):
+            say(f"warning, {result.system}: {collapse}")
+    say("")
