@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference  # noqa: E402
-
+import reference
 from neurofm.channels import vocabulary_indices
 from neurofm.engine.optim import build_optimizer
 from neurofm.objectives.classification import SupervisedObjective
@@ -58,6 +58,17 @@ def _batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
             "label": (torch.arange(batch_size) % 2).to(device)}
 
 
+def _train_step(objective: SupervisedObjective, optimizer: torch.optim.Optimizer,
+                batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+    def step() -> None:
+        loss = objective(batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def _network(model: str, mode: str, device: torch.device):
     config = load_finetune_config(flags={"task_name": "eegmat", "model": model})
     torch.manual_seed(0)
@@ -81,14 +92,7 @@ def bench_modes(model: str, batch_size: int, steps: int, device: torch.device) -
         layer_of, depth = layer_decay_groups(network)
         optimizer = build_optimizer(objective, config.optim, config.optim.lr,
                                     layer_id=layer_of, num_layers=depth)
-
-        def step() -> None:
-            loss = objective(batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        seconds = reference.seconds_per_step(step, steps, device)
+        seconds = reference.seconds_per_step(_train_step(objective, optimizer, batch), steps, device)
         rates[mode] = batch_size / seconds
         trainable = sum(p.numel() for p in objective.parameters() if p.requires_grad)
         notes[mode] = f"{seconds:.3f} s/step, {trainable:,} trainable parameters"

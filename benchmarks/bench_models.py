@@ -19,10 +19,10 @@ row; minutes to compile on a 2-core CPU). Each workload also gets an untimed *fp
 its counted FLOPs at 100% of the fp32 matmul rate, per fp32 GFLOP/s, beside its target, which
 says whether fp32 alone could meet the target at all. Model FLOPs are counted with
 ``torch.utils.flop_counter`` (network forward and backward of both passes; the tokenizer's
-forward separately); MFU is network FLOP/s over each measured matmul rate. Peak memory is the rise of the process RSS (CPU) or peak allocated (CUDA)
-during the measured steps. The fp32-vs-bf16 agreement runs a few optimiser steps from the same
-initialisation on the same batches and reports the largest relative loss difference (documented
-tolerance 2%).
+forward separately); MFU is network FLOP/s over each measured matmul rate. Peak memory is the
+rise of the process RSS (CPU) or peak allocated (CUDA) during the measured steps. The
+fp32-vs-bf16 agreement runs a few optimiser steps from the same initialisation on the same
+batches and reports the largest relative loss difference (documented tolerance 2%).
 
 ``--quick`` (a smoke check, about two minutes on an idle 2-core CPU): batch 2 of 4-s windows for the
 training steps, batch 8 for inference, only the plain and all-levers configurations, one timed step;
@@ -40,23 +40,22 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference  # noqa: E402
-
-from neurofm.channels import vocabulary_indices  # noqa: E402
-from neurofm.models.labram_pretrain import LabramForMaskedEEG  # noqa: E402
-from neurofm.models.registry import create_model  # noqa: E402
-from neurofm.models.vqnsp import VQNSP  # noqa: E402
-from neurofm.objectives.mem import MaskedEEGModelling  # noqa: E402
-from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint  # noqa: E402
-from neurofm.objectives.vq import VQNSPObjective  # noqa: E402
+import reference
+from neurofm.channels import vocabulary_indices
+from neurofm.models.labram_pretrain import LabramForMaskedEEG
+from neurofm.models.registry import create_model
+from neurofm.models.vqnsp import VQNSP
+from neurofm.objectives.mem import MaskedEEGModelling
+from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint
+from neurofm.objectives.vq import VQNSPObjective
 
 TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T3", "C3", "CZ", "C4", "T4", "T5", "P3",
               "PZ", "P4", "T6", "O1", "O2"]
@@ -85,7 +84,7 @@ class _PeakMemory:
         self.device = device
         self.peak_bytes = 0
 
-    def __enter__(self) -> "_PeakMemory":
+    def __enter__(self) -> _PeakMemory:
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
@@ -140,6 +139,13 @@ def _count_flops(work: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
+def _mem_step_flops(plain: MaskedEEGModelling, batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """FLOPs of one MEM step of ``plain``: the network's forward and backward, the tokenizer's."""
+    network = _count_flops(
+        lambda: plain(dict(batch, token_targets=plain.targets(batch))).loss.backward())
+    return network, _count_flops(lambda: plain.targets(batch))
+
+
 def _train_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 batch: dict[str, torch.Tensor]) -> Callable[[], float]:
     def step() -> float:
@@ -187,10 +193,8 @@ def bench_mem(quick: bool, device: str, rates: dict[str, float], use_compile: bo
     configs.append(("all levers", set(usable)))
 
     # Model FLOPs of one step: network forward + backward of both passes; tokenizer forward.
-    plain = _mem_objective(copy.deepcopy(base_model), tokenizer, set())
-    network_flops = _count_flops(lambda: plain(dict(batch, token_targets=plain.targets(batch))).loss.backward())
-    tokenizer_flops = _count_flops(lambda: plain.targets(batch))
-    del plain
+    network_flops, tokenizer_flops = _mem_step_flops(
+        _mem_objective(copy.deepcopy(base_model), tokenizer, set()), batch)
 
     rows = []
     plain_rate = None
@@ -223,7 +227,8 @@ def bench_mem(quick: bool, device: str, rates: dict[str, float], use_compile: bo
                 f"{flops / 1e9 / rates['bf16']:.1%} of bf16;"
                 f" peak memory +{peak / 2**20:.0f} MiB; {samples / plain_rate:.2f}x plain;"
                 f" {per_gflops:.4f} samples/s per fp32 GFLOP/s")
-        rows.append(_row(f"MEM step Base, batch {batch_size}, 19ch x {batch['signal'].shape[-1] // 200} s, lever: {name}", samples,
+        workload = f"batch {batch_size}, 19ch x {batch['signal'].shape[-1] // 200} s, lever: {name}"
+        rows.append(_row(f"MEM step Base, {workload}", samples,
                          "samples/s", "official code per fp32 GFLOP/s x this machine's fp32 rate",
                          OFFICIAL_MEM_PER_GFLOPS * fp32,
                          ">= 2x official per fp32 GFLOP/s (0.053)" if name == "all levers" else "", note))
@@ -294,7 +299,8 @@ def bench_tokenizer(quick: bool, device: str, rates: dict[str, float]) -> list[d
         seconds, peak, fp32 = _time_with_rate(_train_step(objective, optimizer, batch), steps, device)
         samples = batch_size / seconds
         plain_rate = plain_rate or samples
-        rows.append(_row(f"tokenizer step VQ-NSP Base, batch {batch_size}, 19ch x {batch['signal'].shape[-1] // 200} s, lever: {name}", samples, "samples/s",
+        workload = f"batch {batch_size}, 19ch x {batch['signal'].shape[-1] // 200} s, lever: {name}"
+        rows.append(_row(f"tokenizer step VQ-NSP Base, {workload}", samples, "samples/s",
                          "official code per fp32 GFLOP/s x this machine's fp32 rate",
                          OFFICIAL_TOKENIZER_PER_GFLOPS * fp32, ">= 1.5x official per fp32 GFLOP/s",
                          f"{seconds:.2f} s/step, {flops / 1e9:.1f} GFLOP; MFU "

@@ -21,9 +21,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
@@ -233,7 +233,7 @@ def benchmark_rows(quick: bool = False) -> Iterator[dict]:
         toy = "random-phase" if random_phase else "phase-locked"
         yield from _fip_head_rows(
             f"{toy} 7 Hz sine toy", "same toy and steps", "",
-            lambda objective: toy_final_loss(objective, random_phase, toy_steps),
+            partial(toy_final_loss, random_phase=random_phase, steps=toy_steps),
             f"neurobert_small, P=40, mask 0.5, {toy_steps} AdamW steps at 3e-3, "
             "mean of last 20; zeros score ~1, noise floor ~0.02")
     eeg_steps = 60 if quick else 300

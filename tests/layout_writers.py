@@ -11,6 +11,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
+
 def write_dreams_signal(path: Path, name: str, values: np.ndarray) -> None:
     """DREAMS signal text: '[name]' then one value per line."""
     path.write_text(f"[{name}]\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")

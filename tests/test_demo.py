@@ -49,7 +49,7 @@ def test_quick_demo_report_compares_pretrained_scratch_and_baseline_with_plots(q
 
 
 def test_quick_demo_never_pretrains_on_the_held_out_validation_and_test_subjects(quick_demo):
-    out, printed = quick_demo
+    out, _printed = quick_demo
     summary = json.loads((out / "demo.json").read_text())
     held_out = set(summary["held_out_subjects"])
     assert held_out == {s for fold in summary["folds"] for part in ("val", "test")

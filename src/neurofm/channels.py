@@ -11,8 +11,8 @@ does not reduce to a vocabulary name is reported and dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from neurofm.errors import ChannelError
 

@@ -12,6 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from layout_writers import (
+    write_bi2012_mat,
+    write_bi2012_npz,
+    write_dreams_hypnogram,
+    write_dreams_signal,
+    write_gdf1,
+    write_psg_edf,
+)
 from neurofm.data.layouts import (
     MYO_GESTURES,
     SLEEP_STAGES,
@@ -25,14 +33,6 @@ from neurofm.data.layouts import (
 from neurofm.data.readers import read_annotations_file
 from neurofm.data.recording import Annotation
 from neurofm.errors import RecordingError
-from layout_writers import (
-    write_bi2012_mat,
-    write_bi2012_npz,
-    write_dreams_hypnogram,
-    write_dreams_signal,
-    write_gdf1,
-    write_psg_edf,
-)
 
 MYO_SESSIONS = [
     "10000-1", "12345-1", "12345-2", "21547-1", "21547-2", "22222-1", "32185-1", "40052-1",

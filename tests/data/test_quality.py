@@ -56,7 +56,7 @@ def test_nan_samples_are_fatal_and_name_the_channel(eegmat: Recording) -> None:
 
     assert [p.check for p in report.fatal] == ["non_finite"]
     assert "'EEG F7'" in report.fatal[0].message and "10 NaN/Inf" in report.fatal[0].message
-    with pytest.raises(RecordingError, match="Subject03_2.edf"):
+    with pytest.raises(RecordingError, match=r"Subject03_2.edf"):
         report.raise_if_fatal()
 
 

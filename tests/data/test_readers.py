@@ -147,7 +147,7 @@ def test_unsupported_extension_is_refused_naming_the_file(tmp_path: Path) -> Non
     path = tmp_path / "recording.xyz"
     path.write_bytes(b"not a recording")
 
-    with pytest.raises(RecordingError, match="unsupported file type '.xyz'") as error:
+    with pytest.raises(RecordingError, match=r"unsupported file type '.xyz'") as error:
         read_recording(path)
     assert str(path) in str(error.value)
 

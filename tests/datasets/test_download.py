@@ -9,8 +9,9 @@ import os
 import stat
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -35,7 +36,7 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the test's folder; ``/truncated`` promises more bytes than it sends."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # http.server's naming
         if self.path == "/truncated":
             self.send_response(200)
             self.send_header("Content-Length", str(len(PAYLOAD) * 2))
@@ -134,7 +135,7 @@ def test_a_truncated_download_leaves_nothing_under_the_final_name(
 ) -> None:
     base, _ = served
     spec = _spec((RemoteFile("rec.edf", base + "truncated", PAYLOAD_SHA),))
-    with pytest.raises(DatasetError, match="toy/rec.edf.*nothing was kept"):
+    with pytest.raises(DatasetError, match=r"toy/rec.edf.*nothing was kept"):
         fetch(spec, progress=False)
     assert not (online / "toy" / "rec.edf").exists()
     assert not list((online / "toy").glob(".tmp-*"))
@@ -176,7 +177,8 @@ def test_only_http_urls_are_downloaded(online: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "relative", ["../escape.edf", "/etc/passwd", "a/../../escape.edf", "a//b.edf", "C:/x.edf", "a\\..\\b", "./a.edf", ""]
+    "relative",
+    ["../escape.edf", "/etc/passwd", "a/../../escape.edf", "a//b.edf", "C:/x.edf", "a\\..\\b", "./a.edf", ""],
 )
 def test_paths_that_could_escape_the_dataset_folder_are_refused(
     relative: str, online: Path, tmp_path: Path
@@ -194,7 +196,7 @@ def test_a_symlink_leading_out_of_the_dataset_folder_is_refused(tmp_path: Path) 
     outside = tmp_path / "outside"
     outside.mkdir()
     (dataset / "link").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(DatasetError, match="outside .*symlink"):
+    with pytest.raises(DatasetError, match=r"outside .*symlink"):
         download.safe_join(dataset, "link/rec.edf", what="toy/link/rec.edf")
     assert download.safe_join(dataset, "sub/rec.edf", what="toy") == dataset / "sub" / "rec.edf"
 
@@ -227,7 +229,7 @@ def test_an_archive_with_the_wrong_checksum_is_refused(served: tuple[str, Path],
         (RemoteFile("A01T.gdf", archive="bundle.zip", member="A01T.gdf"),),
         (RemoteArchive("bundle.zip", base + "bundle.zip", "0" * 64),),
     )
-    with pytest.raises(DatasetError, match="toy/bundle.zip: checksum mismatch"):
+    with pytest.raises(DatasetError, match=r"toy/bundle.zip: checksum mismatch"):
         fetch(spec, progress=False)
     assert not (online / "toy" / "A01T.gdf").exists()
 
@@ -249,7 +251,7 @@ def test_unpublished_checksums_are_refused_unless_trusted_on_first_use(
     base, root = served
     (root / "rec.edf").write_bytes(PAYLOAD)
     spec = _spec((RemoteFile("rec.edf", base + "rec.edf"),))
-    with pytest.raises(DatasetError, match="publishes no checksum.*--trust-on-first-use.*Nothing was downloaded"):
+    with pytest.raises(DatasetError, match=r"publishes no checksum.*--trust-on-first-use.*Nothing was downloaded"):
         fetch(spec, progress=False)
     assert not (online / "toy" / "rec.edf").exists()
 
@@ -308,9 +310,9 @@ def test_eegmat_downloads_are_verified_against_the_physionet_checksums(
     requested: list[str] = []
 
     class _FakeResponse(io.BytesIO):
-        headers: dict[str, str] = {}
+        headers: ClassVar[dict[str, str]] = {}
 
-        def __enter__(self) -> "_FakeResponse":
+        def __enter__(self) -> _FakeResponse:
             return self
 
         def __exit__(self, *exc: object) -> None:

@@ -65,7 +65,7 @@ def test_every_entry_names_its_source_licence_files_and_recordings() -> None:
 
 
 def test_unknown_dataset_name_lists_the_known_ones() -> None:
-    with pytest.raises(DatasetError, match="unknown dataset 'sleep-cassette'.*eegmat"):
+    with pytest.raises(DatasetError, match=r"unknown dataset 'sleep-cassette'.*eegmat"):
         get_dataset("sleep-cassette")
 
 
@@ -87,7 +87,7 @@ def test_eegmat_resolves_the_32_mirror_subjects_as_a_partial_dataset(mirror_dir:
     assert "partial: 32 of 36 subjects" in resolved.note
     assert "neurofm datasets fetch eegmat" in resolved.note
     assert all(path.parent == mirror_dir / "eegmat" for path in resolved.paths.values())
-    with pytest.raises(DatasetError, match="eegmat is not available locally.*8 file"):
+    with pytest.raises(DatasetError, match=r"eegmat is not available locally.*8 file"):
         resolve("eegmat", require="complete")
 
 

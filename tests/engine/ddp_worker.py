@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_training import ToyObjective, ToyWindows, toy_config  # noqa: E402
+from toy_training import ToyObjective, ToyWindows, toy_config
 
-from neurofm.engine import distributed  # noqa: E402
-from neurofm.engine.trainer import Trainer  # noqa: E402
+from neurofm.engine import distributed
+from neurofm.engine.trainer import Trainer
 
 
 def main() -> None:

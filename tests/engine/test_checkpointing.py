@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.engine.checkpointing import (CheckpointManager, capture_rng_state, checkpoint_meta,
-                                          load_checkpoint, restore_rng_state, save_checkpoint)
+from neurofm.engine.checkpointing import (
+    CheckpointManager,
+    capture_rng_state,
+    checkpoint_meta,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from neurofm.errors import CheckpointError
 
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from neurofm.engine.config import (FinetuneConfig, PretrainConfig, TokenizerTrainConfig,
-                                   load_config, load_saved_config, parse_overrides, save_config)
+from neurofm.engine.config import (
+    FinetuneConfig,
+    PretrainConfig,
+    TokenizerTrainConfig,
+    load_config,
+    load_saved_config,
+    parse_overrides,
+    save_config,
+)
 from neurofm.errors import ConfigError
 
 
@@ -99,7 +106,7 @@ def test_saved_config_of_another_task_is_refused(tmp_path):
         load_saved_config(PretrainConfig, tmp_path / "config.yaml")
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(("overrides", "message"), [
     (["objective=mem"], "tokenizer is required"),
     (["objective=fip", "tokenizer=tok.pt"], "only used by --objective mem"),
     (["objective=fip", "symmetric_masking=true"], "mem only"),

@@ -9,8 +9,14 @@ import torch
 from toy_training import ToyObjective
 
 from neurofm.engine.config import OptimConfig
-from neurofm.engine.optim import (build_optimizer, build_scheduler, excluded_from_weight_decay,
-                                  param_groups, scaled_learning_rates, warmup_cosine_factor)
+from neurofm.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    excluded_from_weight_decay,
+    param_groups,
+    scaled_learning_rates,
+    warmup_cosine_factor,
+)
 
 
 def test_no_weight_decay_on_norms_biases_tokens_and_embeddings():
@@ -76,7 +82,7 @@ def test_scheduler_drives_every_group_with_its_lr_scale():
     assert lrs[0] == [0.0, 0.0]
     assert lrs[4] == pytest.approx([1.0, 0.5])
     assert lrs[20] == pytest.approx([0.1, 0.05])
-    assert max(l[0] for l in lrs) == pytest.approx(1.0)
+    assert max(lr[0] for lr in lrs) == pytest.approx(1.0)
 
 
 def test_linear_batch_scaling_of_lr():

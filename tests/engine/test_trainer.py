@@ -46,7 +46,7 @@ def test_gradient_accumulation_equals_a_larger_batch(tmp_path):
         torch.testing.assert_close(acc_weights[name], value, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("checkpoint_every, crash_at", [(5, 13), (0, 17)])
+@pytest.mark.parametrize(("checkpoint_every", "crash_at"), [(5, 13), (0, 17)])
 def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path, checkpoint_every, crash_at):
     config = toy_config(run={"checkpoint_every_steps": checkpoint_every})
     _, straight = _train(tmp_path / "straight", config)
@@ -76,12 +76,12 @@ def test_keep_last_k_periodic_checkpoints_and_one_best(tmp_path):
 
 
 def test_best_checkpoint_holds_the_best_monitored_score(tmp_path):
-    trainer, result = _train(tmp_path, toy_config())
+    _trainer, result = _train(tmp_path, toy_config())
     val = read_metrics(tmp_path / "metrics.csv", split="val", name="loss")
     best = min(value for *_, value in val)
     assert result.best == pytest.approx(best)
     best_state = load_checkpoint(result.best_checkpoint)
-    best_step = [step for step, _, _, value in val if value == best][0]
+    best_step = next(step for step, _, _, value in val if value == best)
     assert best_state["step"] == best_step
 
 

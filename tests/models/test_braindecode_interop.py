@@ -29,7 +29,7 @@ BRAINDECODE_NAMES = {
 }
 
 
-@pytest.mark.parametrize("ours, theirs", sorted(BRAINDECODE_NAMES.items()))
+@pytest.mark.parametrize(("ours", "theirs"), sorted(BRAINDECODE_NAMES.items()))
 def test_key_mapping_matches_braindecode_names(ours: str, theirs: str) -> None:
     assert braindecode_key(ours) == theirs
     assert neurofm_key(theirs) == ours

@@ -45,7 +45,7 @@ def test_truncated_checkpoint_is_refused_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "cut.pth"
     torch.save({"model": Labram(config=LABRAM_CONFIGS["small"]).state_dict()}, path)
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match="cut.pth"):
+    with pytest.raises(CheckpointError, match=r"cut.pth"):
         load_labram_checkpoint(path)
 
 

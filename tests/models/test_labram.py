@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neurofm.errors import ChannelError
-from neurofm.models.labram import Labram, LABRAM_CONFIGS, TemporalEncoder
+from neurofm.models.labram import LABRAM_CONFIGS, Labram, TemporalEncoder
 from neurofm.models.labram_pretrain import LabramForMaskedEEG
 from neurofm.models.registry import create_model, list_models
 
@@ -14,7 +14,7 @@ TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T3", "C3", "CZ", "C4"
               "PZ", "P4", "T6", "O1", "O2"]
 
 
-@pytest.mark.parametrize("name, encoder, with_mem_head", [
+@pytest.mark.parametrize(("name", "encoder", "with_mem_head"), [
     ("labram_base", 5_819_936, 7_466_728),
     ("labram_large", 46_258_720, 49_544_112),
     ("labram_huge", 369_235_712, 375_798_304),

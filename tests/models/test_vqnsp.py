@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neurofm.models.registry import create_model
 from neurofm.models.vqnsp import NormEMAQuantizer, fourier_targets
@@ -31,7 +30,7 @@ def test_ema_update_keeps_codes_unit_norm_and_moves_only_used_codes() -> None:
     quantizer = NormEMAQuantizer(n_codes=16, dim=8, kmeans_init=False).train()
     before = quantizer.codebook.clone()
     z = _unit(4, 8, 1)
-    ids, quantized, loss = quantizer(z)
+    ids, _quantized, loss = quantizer(z)
     moved = (quantizer.codebook - before).abs().sum(dim=1) > 0
     assert set(moved.nonzero().flatten().tolist()) == set(ids.tolist())
     torch.testing.assert_close(quantizer.codebook.norm(dim=1), torch.ones(16))

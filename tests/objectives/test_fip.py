@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -181,7 +181,7 @@ def test_mask_ratio_sets_the_number_of_masked_tokens(monkeypatch: pytest.MonkeyP
     seen: list[torch.Tensor] = []
     real_sampler = module.random_token_mask
 
-    def recording_sampler(*args, **kwargs):  # noqa: ANN002, ANN003
+    def recording_sampler(*args, **kwargs):
         seen.append(real_sampler(*args, **kwargs))
         return seen[-1]
 

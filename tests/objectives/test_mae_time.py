@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -10,7 +10,6 @@ import torch
 from neurofm.models.neurobert import neurobert_small
 from neurofm.objectives.fip import FourierInversionPrediction
 from neurofm.objectives.mae_time import TimeDomainMAE
-
 
 
 def _batch(batch_size: int = 4, n_chans: int = 3, n_times: int = 800) -> dict[str, torch.Tensor]:

@@ -14,6 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from layout_writers import (
+    write_bi2012_npz,
+    write_dreams_hypnogram,
+    write_dreams_signal,
+    write_gdf1,
+    write_psg_edf,
+)
 from neurofm.data.layouts import (
     read_bci_iv_mi,
     read_bi2012,
@@ -25,13 +32,6 @@ from neurofm.data.preprocess import PreprocessConfig, preprocess
 from neurofm.data.readers import read_recording
 from neurofm.data.recording import Recording
 from neurofm.errors import RecordingError
-from layout_writers import (
-    write_bi2012_npz,
-    write_dreams_hypnogram,
-    write_dreams_signal,
-    write_gdf1,
-    write_psg_edf,
-)
 
 LABRAM = PreprocessConfig.labram()
 

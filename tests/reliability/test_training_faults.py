@@ -16,13 +16,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from toy_training import (ToyObjective, ToyWindows, toy_config,  # noqa: E402
-                          write_tiny_eeg_corpus)
+from toy_training import ToyObjective, ToyWindows, toy_config, write_tiny_eeg_corpus
 
-from neurofm.engine.checkpointing import CheckpointManager, load_checkpoint  # noqa: E402
-from neurofm.engine.metrics_log import read_metrics  # noqa: E402
-from neurofm.engine.trainer import Trainer  # noqa: E402
-from neurofm.errors import CheckpointError, TrainingError  # noqa: E402
+from neurofm.engine.checkpointing import CheckpointManager, load_checkpoint
+from neurofm.engine.metrics_log import read_metrics
+from neurofm.engine.trainer import Trainer
+from neurofm.errors import CheckpointError, TrainingError
 
 
 def _trainer(run_dir, config, init_seed=0, **objective_options):
@@ -96,7 +95,7 @@ def test_nonfinite_loss_step_is_skipped_and_logged(tmp_path):
 def test_run_stops_after_k_consecutive_bad_steps_with_last_good_checkpoint_intact(tmp_path):
     config = toy_config(run={"checkpoint_every_steps": 2, "max_bad_steps": 3})
     trainer = _trainer(tmp_path, config, nan_at={5, 6, 7, 8, 9})
-    with pytest.raises(TrainingError, match="3 consecutive steps.*step-00000004.pt"):
+    with pytest.raises(TrainingError, match=r"3 consecutive steps.*step-00000004.pt"):
         trainer.fit()
     good = CheckpointManager(tmp_path / "checkpoints").periodic()
     assert [p.name for p in good] == ["step-00000002.pt", "step-00000004.pt"]

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from neurofm.errors import ConfigError
 from neurofm.data.splits import Split
+from neurofm.errors import ConfigError
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.evaluate import EvaluationResult, Predictions, evaluate_predictions
 from neurofm.tasks.reports import write_report
@@ -71,7 +71,7 @@ def test_predictions_with_the_wrong_number_of_classes_are_refused():
 def test_a_file_that_is_not_a_result_is_refused_by_name(tmp_path):
     path = tmp_path / "other.json"
     path.write_text('{"hello": 1}')
-    with pytest.raises(ConfigError, match="other.json"):
+    with pytest.raises(ConfigError, match=r"other.json"):
         EvaluationResult.load(path)
 
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from neurofm.cli import main
+from neurofm.data.batching import collate_windows
+from neurofm.data.splits import Split
 from neurofm.engine.checkpointing import save_checkpoint
 from neurofm.engine.config import to_dict
 from neurofm.engine.optim import param_groups
 from neurofm.engine.trainer import Trainer
 from neurofm.errors import ChannelError, ConfigError
-from neurofm.data.batching import collate_windows
-from neurofm.data.splits import Split
 from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained, save_pretrained
 from neurofm.models.registry import create_model
 from neurofm.objectives.classification import SupervisedObjective
@@ -145,7 +145,7 @@ def test_official_checkpoint_initialises_the_backbone_with_exactly_its_weights(g
                            reference["blocks.0.attn.qkv.weight"])
 
 
-@pytest.mark.parametrize("registered, encoder_prefix", [
+@pytest.mark.parametrize(("registered", "encoder_prefix"), [
     ("neurobert_small", "model."),          # neurofm pretrain --objective fip
     ("labram_small_mem", "model."),         # neurofm pretrain --objective mem (student.*)
 ])

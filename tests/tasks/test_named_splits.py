@@ -76,13 +76,13 @@ def test_split_file_with_unknown_or_repeated_subjects_is_refused(tmp_path: Path)
         task.using_split(str(unknown))
     repeated = tmp_path / "repeated.json"
     repeated.write_text(json.dumps({"train": ["Subject00"], "val": ["Subject00"], "test": []}))
-    with pytest.raises(ConfigError, match="Subject00.*both the train and the val"):
+    with pytest.raises(ConfigError, match=r"Subject00.*both the train and the val"):
         task.using_split(str(repeated))
     broken = tmp_path / "broken.json"
     broken.write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="broken.json must hold a JSON object"):
+    with pytest.raises(ConfigError, match=r"broken.json must hold a JSON object"):
         task.using_split(str(broken))
-    with pytest.raises(ConfigError, match="no split 'loso'.*cv, fixed"):
+    with pytest.raises(ConfigError, match=r"no split 'loso'.*cv, fixed"):
         task.using_split("loso")
     good = tmp_path / "mine.json"
     good.write_text(json.dumps({"train": ["Subject00", "Subject01"], "val": ["Subject02"],

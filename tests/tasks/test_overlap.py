@@ -122,7 +122,7 @@ def test_the_same_source_file_under_another_id_is_caught(eegmat, tmp_path):
     record = record_of_run(other, ["elsewhere/rec7"], [], "neurofm pretrain")
     assert record.recordings[0].array_sha256 != corpus["eegmat/Subject02_2"].array_sha256
     evaluation = evaluation_subjects([_fold(corpus, [], ["Subject02"])], corpus)
-    with pytest.raises(OverlapError, match="Subject02 .same file content under another id: "
+    with pytest.raises(OverlapError, match=r"Subject02 .same file content under another id: "
                                            "elsewhere/rec7"):
         check_overlap(record, "other", "eegmat", evaluation.subjects, evaluation.hashes)
     # Without the hashes only ids are compared, and the renamed copy goes unnoticed.
@@ -175,7 +175,7 @@ def test_official_labram_counts_eegbci_as_seen_and_eegmat_as_not(tmp_path):
     record = pretraining_record(f"official:{checkpoint}")
     check = check_overlap(record, f"official:{checkpoint}", "eegmat", {"test": ["Subject32"]})
     assert not check.overlaps and "no eegmat" in check.report_lines()[0]
-    with pytest.raises(OverlapError, match="test subject S001 .whole dataset: EEGMMI"):
+    with pytest.raises(OverlapError, match=r"test subject S001 .whole dataset: EEGMMI"):
         check_overlap(record, f"official:{checkpoint}", "eegbci", {"test": ["S001"]})
 
 

@@ -8,7 +8,8 @@ dictionary every objective takes: windows with fewer channels are padded with ze
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,7 +132,7 @@ class ShapeGroupedBatchSampler(Sampler[list[int]]):
         sizes = np.unique(self.group_ids, return_counts=True)[1]
         full, rest = sizes // self.batch_size, sizes % self.batch_size
         total = int(full.sum() + (0 if self.drop_last else (rest > 0).sum()))
-        return -(-total // self.num_replicas)
+        return (total + self.num_replicas - 1) // self.num_replicas  # ceiling division
 
 
 __all__ = ["ShapeGroupedBatchSampler", "collate_windows"]

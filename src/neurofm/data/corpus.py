@@ -21,9 +21,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class SourceFile:
     size: int
 
     @classmethod
-    def of(cls, path: str | os.PathLike) -> "SourceFile":
+    def of(cls, path: str | os.PathLike) -> SourceFile:
         """Checksum ``path`` (absolute path recorded)."""
         resolved = Path(path).resolve()
         return cls(str(resolved), file_sha256(resolved), resolved.stat().st_size)
@@ -137,7 +138,7 @@ class CorpusEntry:
         return {**body, "checksum": _checksum(body)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: Path) -> "CorpusEntry":
+    def from_dict(cls, data: Mapping[str, Any], where: Path) -> CorpusEntry:
         """Parse and verify an entry read from ``where``; a hand edit fails its checksum."""
         data = dict(data)
         stored = data.pop("checksum", None)
@@ -491,7 +492,7 @@ class CorpusWriter:
     commits the manifest entry, so a recording is either complete or absent.
     """
 
-    def __init__(self, root: str | os.PathLike, config: "PreprocessConfig") -> None:
+    def __init__(self, root: str | os.PathLike, config: PreprocessConfig) -> None:
         self.config_dict = config.to_dict()
         self.config_hash = config.hash()
         self.path = Path(root) / self.config_hash

@@ -14,11 +14,12 @@ import glob
 import hashlib
 import multiprocessing
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from multiprocessing.context import BaseContext
-from typing import Any, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -86,11 +87,12 @@ class PreparationReport:
     def summary(self) -> str:
         """A short text report: totals, then one line per failed source."""
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
-        lines = [
+        totals = (
             f"corpus {self.corpus_dir}{shard}: {len(self.prepared)} prepared, "
             f"{len(self.skipped)} already done, {len(self.failed)} failed; "
             f"{self.hours:.3f} h of signal"
-        ]
+        )
+        lines = [totals]
         lines += [f"  failed {o.id}: {_one_line(o.message)}" for o in self.failed]
         return "\n".join(lines)
 
@@ -234,7 +236,7 @@ def _prepare_one(source: RecordingSource, root: str, config: PreprocessConfig) -
             "prepare` again with fewer --workers or on a machine with more memory"
         )
         return SourceOutcome(source.id, FAILED, message, paths=paths)
-    except Exception as error:  # noqa: BLE001 - a reader choking on a damaged file is bad input
+    except Exception as error:  # a reader choking on a damaged file is bad input
         message = f"{', '.join(paths)}: unreadable ({type(error).__name__}: {error})"
         return SourceOutcome(source.id, FAILED, message, paths=paths)
     try:

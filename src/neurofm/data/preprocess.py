@@ -109,12 +109,12 @@ class PreprocessConfig:
             raise ConfigError("clip_run_length must be >= 2 and max_clipped_fraction within [0, 1]")
 
     @classmethod
-    def labram(cls, notch_freq: float | None = 50.0) -> "PreprocessConfig":
+    def labram(cls, notch_freq: float | None = 50.0) -> PreprocessConfig:
         """LaBraM's recipe: EEG, 0.1-75 Hz, notch (50 Hz as in the papers), 200 Hz, µV / 100."""
         return cls(notch_freq=notch_freq)
 
     @classmethod
-    def emg(cls, zscore: bool = True, notch_freq: float | None = None) -> "PreprocessConfig":
+    def emg(cls, zscore: bool = True, notch_freq: float | None = None) -> PreprocessConfig:
         """EMG recipe: EMG channels, 20-95 Hz at 200 Hz, optional notch, per-channel z-score.
 
         95 Hz stays under the 100 Hz Nyquist frequency of ~200 Hz armband data. Device units
@@ -140,7 +140,7 @@ class PreprocessConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

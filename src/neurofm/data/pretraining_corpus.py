@@ -145,8 +145,8 @@ class PretrainingCorpusReport:
 
     def summary(self) -> str:
         """Totals, one line per dataset, then what was left out or failed, with the reasons."""
-        lines = [self.preparation.summary().splitlines()[0], f"channels: {self.channels}; "
-                 f"excluded: {self.exclusion}"]
+        lines = [self.preparation.summary().splitlines()[0],
+                 f"channels: {self.channels}; excluded: {self.exclusion}"]
         for share in self.datasets:
             anonymous = (f", {share.anonymous_recordings} without subject id"
                          if share.anonymous_recordings else "")

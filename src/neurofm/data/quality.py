@@ -123,7 +123,7 @@ def _flat_fraction(signal: np.ndarray, sfreq: float, threshold: float) -> np.nda
     return (ptp <= threshold).mean(axis=1)
 
 
-def check_recording(recording: Recording, config: "PreprocessConfig") -> QualityReport:
+def check_recording(recording: Recording, config: PreprocessConfig) -> QualityReport:
     """Run every quality check on ``recording`` (``[C, T]``, its own unit) and report the findings.
 
     Checks: NaN/Inf samples, duration below ``config.min_duration``, empty and repeated channel

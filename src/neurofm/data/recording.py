@@ -83,6 +83,6 @@ class Recording:
         """Length in seconds."""
         return self.n_samples / self.sfreq
 
-    def replace(self, **changes: Any) -> "Recording":
+    def replace(self, **changes: Any) -> Recording:
         """A copy with some fields changed (the dataclass ``replace``)."""
         return replace(self, **changes)

@@ -7,9 +7,10 @@ is a module-level function).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from neurofm.data.recording import Recording
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class Split:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Split":
+    def from_dict(cls, data: dict[str, Any]) -> Split:
         try:
             return cls(
                 by=data["by"],
@@ -100,7 +101,7 @@ class Split:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Split":
+    def load(cls, path: str | os.PathLike) -> Split:
         """Read a split written by :meth:`save`."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))

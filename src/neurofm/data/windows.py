@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -206,7 +207,7 @@ class WindowDataset(Dataset):
                         span = window_starts(max(0, end - max(begin, 0)), window, stride, max(begin, 0))
                     else:
                         begin = round((annotation.onset + event_offset_seconds) * self.sfreq)
-                        inside = 0 <= begin and begin + window <= n
+                        inside = begin >= 0 and begin + window <= n
                         span = np.array([begin] if inside else [], dtype=np.int64)
                     add(position, span, label)
         if not starts:

@@ -326,6 +326,8 @@ MNE_FORMATS_SHA256: dict[str, str] = {
     "nihon_kohden/MB0400FU.EEG": "a2900ceaa0479182e5845dc3f3f8ee4bd6800bd4ec9555a59008486253c42d0a",
     "nihon_kohden/MB0400FU.LOG": "60262a77a8136c595eae7a4c1fb71853d806a83ef0a40e2c9fc03f0fbc0fa714",
     "nihon_kohden/MB0400FU.PNT": "d1bbf1ff13de54407f3f3afe18ae004c3e23747f82c2b76eea977efd13985684",
-    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.dat": "b21b45af347f2fde710da46af66128be63058db2bcc6b566c2934fa42ce6b0ba",
-    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.lay": "fa1aae5c47fd6c0e7d282fd27ee8c6a5d3ae06bb74687268a5f64fc00834138b",
+    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.dat":
+        "b21b45af347f2fde710da46af66128be63058db2bcc6b566c2934fa42ce6b0ba",
+    "persyst/sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.lay":
+        "fa1aae5c47fd6c0e7d282fd27ee8c6a5d3ae06bb74687268a5f64fc00834138b",
 }

@@ -20,9 +20,10 @@ import dataclasses
 import importlib
 import logging
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from neurofm.data.recording import Recording
 from neurofm.data.sources import RecordingSource
@@ -441,10 +442,10 @@ def _graz_mi() -> DatasetSpec:
 #: EEGBCI runs: R01 eyes open, R02 eyes closed (60 s each), then three rounds of four tasks.
 _EEGBCI_RUN_TASKS = {
     1: "baseline, eyes open", 2: "baseline, eyes closed",
-    **{run: "real left or right fist" for run in (3, 7, 11)},
-    **{run: "imagined left or right fist" for run in (4, 8, 12)},
-    **{run: "real both fists or both feet" for run in (5, 9, 13)},
-    **{run: "imagined both fists or both feet" for run in (6, 10, 14)},
+    **dict.fromkeys((3, 7, 11), "real left or right fist"),
+    **dict.fromkeys((4, 8, 12), "imagined left or right fist"),
+    **dict.fromkeys((5, 9, 13), "real both fists or both feet"),
+    **dict.fromkeys((6, 10, 14), "imagined both fists or both feet"),
 }
 
 

@@ -9,7 +9,8 @@ resumed run continues from the saved position without replaying the epoch.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 

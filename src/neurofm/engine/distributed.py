@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -67,7 +68,6 @@ def init_distributed(device_preference: str = "auto", timeout_minutes: float = 3
     initialised once; calling this again returns the context of the existing group.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
     if world_size <= 1:
@@ -216,8 +216,10 @@ def optimizer_state_dict(module: nn.Module, optimizer: torch.optim.Optimizer) ->
     """The full optimizer state dict; a collective under FSDP (call on every rank)."""
     inner = unwrap_model(module)
     if is_sharded(inner):
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                             get_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
 
         return get_optimizer_state_dict(inner, optimizer, options=StateDictOptions(
             full_state_dict=True, cpu_offload=True))
@@ -229,8 +231,10 @@ def load_optimizer_state_dict(module: nn.Module, optimizer: torch.optim.Optimize
     """Load a full optimizer state dict (on every rank; a collective under FSDP)."""
     inner = unwrap_model(module)
     if is_sharded(inner):
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                             set_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
 
         set_optimizer_state_dict(inner, optimizer, state,
                                  options=StateDictOptions(full_state_dict=True))

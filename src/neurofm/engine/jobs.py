@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn

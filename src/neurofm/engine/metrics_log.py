@@ -12,8 +12,8 @@ import csv
 import io
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from neurofm.atomic import atomic_write_text
 
@@ -46,7 +46,8 @@ class MetricsLogger:
             # A fresh run in an existing folder starts a fresh log.
             self.csv_path.unlink()
         new_file = not self.csv_path.exists()
-        self._handle = open(self.csv_path, "a", newline="", encoding="utf-8")
+        # Held open for the run and closed by close(): no with-block can span it.
+        self._handle = open(self.csv_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._csv = csv.writer(self._handle)
         if new_file:
             self._csv.writerow(CSV_COLUMNS)

@@ -10,7 +10,7 @@ id given by a callable the model family supplies.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

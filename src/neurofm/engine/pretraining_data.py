@@ -12,9 +12,10 @@ subjects a checkpoint was pretrained on.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from neurofm.atomic import atomic_write_json
 from neurofm.data.corpus import Corpus, CorpusEntry
@@ -50,7 +51,7 @@ class PretrainedRecording:
                 "source_sha256": list(self.source_sha256)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PretrainedRecording":
+    def from_dict(cls, data: Mapping[str, Any]) -> PretrainedRecording:
         return cls(id=str(data["id"]), dataset=data.get("dataset"), subject=data.get("subject"),
                    part=str(data["part"]), array_sha256=str(data["array_sha256"]),
                    source_sha256=tuple(str(h) for h in data["source_sha256"]))
@@ -63,7 +64,7 @@ class Inherited:
 
     role: str
     source: str
-    record: "PretrainingRecord | None"
+    record: PretrainingRecord | None
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class PretrainingRecord:
                 "note": self.note}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str) -> "PretrainingRecord":
+    def from_dict(cls, data: Mapping[str, Any], source: str) -> PretrainingRecord:
         """Parse a record read from ``source``; :class:`CheckpointError` when it is not one."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
             raise CheckpointError(f"{source} holds no {FORMAT_NAME} record")

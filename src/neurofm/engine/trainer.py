@@ -18,9 +18,10 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +29,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from neurofm.engine import distributed as dist_utils
-from neurofm.engine.checkpointing import (CheckpointManager, capture_rng_state,
-                                          restore_rng_state)
+from neurofm.engine.checkpointing import CheckpointManager, capture_rng_state, restore_rng_state
 from neurofm.engine.config import TrainConfig, save_config, to_dict
 from neurofm.engine.data_order import DataOrder, GlobalBatches, round_robin, shuffled_batches
 from neurofm.engine.distributed import DistributedContext
 from neurofm.engine.metrics_log import MetricsLogger
-from neurofm.engine.optim import (build_optimizer, build_scheduler, scaled_learning_rates)
+from neurofm.engine.optim import build_optimizer, build_scheduler, scaled_learning_rates
 from neurofm.errors import ConfigError, TrainingError
 from neurofm.objectives.base import ObjectiveOutput
 
@@ -499,7 +499,7 @@ class _LogWindow:
                 "good_steps": self.good_steps, "samples": self.samples, "seconds": self.seconds}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> "_LogWindow":
+    def from_state_dict(cls, state: dict[str, Any]) -> _LogWindow:
         window = cls()
         window.loss = state["loss"]
         window.metrics = dict(state["metrics"])

@@ -18,7 +18,8 @@ on channel order, so outputs agree up to float rounding.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 

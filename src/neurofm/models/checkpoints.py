@@ -31,9 +31,10 @@ import hashlib
 import json
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -383,7 +384,8 @@ def load_pretrained(
     try:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged")
+        raise CheckpointError(
+            f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from error
     if config.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{config_path} is not a {FORMAT_NAME} config")
     if config.get("channel_vocabulary") != list(LABRAM_VOCABULARY):

@@ -21,8 +21,9 @@ masked-modelling student); :class:`Labram` wraps it with the braindecode-style i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -371,7 +372,7 @@ class Labram(NeuralTransformer):
 
     @classmethod
     def from_pretrained(cls, source: str | Any, n_outputs: int | None = None,
-                        ch_names: Sequence[str] | None = None) -> "Labram":
+                        ch_names: Sequence[str] | None = None) -> Labram:
         """A backbone from an official ``.pth`` (``labram-base.pth`` or a fine-tuned file) or a
         neurofm checkpoint folder (a backbone, or a masked-modelling network whose student becomes
         the backbone); ``n_outputs`` replaces a head of another size,

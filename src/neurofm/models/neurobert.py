@@ -206,7 +206,7 @@ class NeuroBert(nn.Module):
             nn.init.trunc_normal_(self.channel_embed.weight, std=0.02)
 
     @classmethod
-    def from_config(cls, config: NeuroBertConfig | dict[str, Any]) -> "NeuroBert":
+    def from_config(cls, config: NeuroBertConfig | dict[str, Any]) -> NeuroBert:
         """Rebuild from a :class:`NeuroBertConfig` or its ``to_dict()`` (e.g. a checkpoint's JSON)."""
         fields = config.to_dict() if isinstance(config, NeuroBertConfig) else dict(config)
         return cls(**fields)

@@ -62,7 +62,7 @@ def spherical_kmeans(samples: torch.Tensor, n_clusters: int, n_iters: int = 10,
     sums are all-reduced, means re-normalised, and empty clusters keep their centre.
     Returns centres ``[n_clusters, d]`` and the last iteration's counts ``[n_clusters]``.
     """
-    n_samples, dim = samples.shape
+    n_samples, _dim = samples.shape
     if n_samples >= n_clusters:
         picks = torch.randperm(n_samples, generator=generator, device="cpu")[:n_clusters]
     else:
@@ -237,7 +237,7 @@ class VQNSPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "VQNSPConfig":
+    def from_dict(cls, values: dict[str, Any]) -> VQNSPConfig:
         """Inverse of :meth:`to_dict`."""
         values = dict(values)
         values["encoder"] = LabramConfig(**values["encoder"])

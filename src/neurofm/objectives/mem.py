@@ -66,7 +66,7 @@ class MaskedEEGModelling(nn.Module):
         self.autocast_dtype = autocast_dtype
         self.generator = generator
 
-    def train(self, mode: bool = True) -> "MaskedEEGModelling":
+    def train(self, mode: bool = True) -> MaskedEEGModelling:
         super().train(mode)
         # The tokenizer is frozen: training mode would move its codebook.
         if self.tokenizer is not None:

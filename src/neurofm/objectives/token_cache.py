@@ -14,8 +14,8 @@ recomputed instead of served. The cache persists as one safetensors file per fin
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
