@@ -51,8 +51,9 @@ def collate_windows(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if all("label" in item for item in items):
         batch["label"] = torch.stack([torch.as_tensor(item["label"]) for item in items])
     rates = {item.get("sfreq") for item in items}
-    if len(rates) == 1 and None not in rates:
-        batch["sfreq"] = float(rates.pop())
+    rate = rates.pop() if len(rates) == 1 else None
+    if rate is not None:
+        batch["sfreq"] = float(rate)
     for key in ("recording_id", "subject"):
         if all(key in item for item in items):
             batch[key] = [item[key] for item in items]

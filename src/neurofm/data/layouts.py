@@ -105,10 +105,9 @@ def _merge_epochs(stages: Sequence[str | None], epoch_seconds: float) -> list[An
     start = 0
     for i in range(1, len(stages) + 1):
         if i == len(stages) or stages[i] != stages[start]:
-            if stages[start] is not None:
-                spans.append(
-                    Annotation(start * epoch_seconds, (i - start) * epoch_seconds, stages[start])
-                )
+            stage = stages[start]
+            if stage is not None:
+                spans.append(Annotation(start * epoch_seconds, (i - start) * epoch_seconds, stage))
             start = i
     return spans
 

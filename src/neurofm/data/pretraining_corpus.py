@@ -163,8 +163,8 @@ class PretrainingCorpusReport:
             i for i in left_out if i.subject in self.exclude_subjects.get(i.dataset, ())
         ]
         if by_subject:
-            subjects = ", ".join(sorted({f"{i.dataset}/{i.subject}" for i in by_subject}))
-            lines.append(f"left out {len(by_subject)} recordings of excluded subjects: {subjects}")
+            held_out = ", ".join(sorted({f"{i.dataset}/{i.subject}" for i in by_subject}))
+            lines.append(f"left out {len(by_subject)} recordings of excluded subjects: {held_out}")
         lines += [f"left out {i.id}: {i.reason}" for i in left_out if i not in by_subject]
         lines += self.preparation.summary().splitlines()[1:]
         return "\n".join(lines)
@@ -263,7 +263,7 @@ def _shares(selection: PretrainingSelection, preparation: PreparationReport) -> 
         if not outcomes and preparation.shard is not None:
             continue
         kept = [o for o in outcomes if o.status != FAILED]
-        subjects = sorted({subject_of[o.id] for o in kept if subject_of[o.id] is not None})
+        subjects = sorted({s for o in kept if (s := subject_of[o.id]) is not None})
         shares.append(
             DatasetShare(
                 name=name, local=local, recordings=len(kept), failed=len(outcomes) - len(kept),

@@ -168,7 +168,7 @@ def check_recording(recording: Recording, config: PreprocessConfig) -> QualityRe
         return report
 
     dropped: set[int] = set()
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for position, name in enumerate(names):
         if not name.strip():
             add("empty_name", "drop_channel", name, f"channel {position} has an empty name")
@@ -186,7 +186,7 @@ def check_recording(recording: Recording, config: PreprocessConfig) -> QualityRe
             dropped.add(position)
 
     flat = _flat_fraction(signal, recording.sfreq, config.flat_threshold)
-    for position in np.flatnonzero(flat > 0):
+    for position in np.flatnonzero(flat > 0).tolist():
         name = names[position]
         if flat[position] >= 1.0:
             add(
@@ -208,7 +208,7 @@ def check_recording(recording: Recording, config: PreprocessConfig) -> QualityRe
             dropped.add(int(position))
 
     clipped = _clipped_fraction(signal, config.clip_run_length)
-    for position in np.flatnonzero(clipped > 0):
+    for position in np.flatnonzero(clipped > 0).tolist():
         name = names[position]
         if position in dropped:
             continue

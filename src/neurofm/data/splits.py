@@ -224,7 +224,7 @@ def leave_one_group_out(
     members = _groups(_entries(corpus), by)
     if len(members) < 2:
         raise ConfigError(f"leave-one-{by}-out needs at least 2 {by}s, the corpus has {len(members)}")
-    folds = []
+    folds: list[Split] = []
     for held_out in members:
         rest = [g for g in members if g != held_out]
         rng = np.random.default_rng([seed, len(folds)])

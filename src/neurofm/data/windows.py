@@ -191,7 +191,9 @@ class WindowDataset(Dataset):
                 label = self.label_map[entry.label] if self.label_mode == "recording" else -1
                 add(position, window_starts(n, window, stride), label)
             elif self.label_mode == "samples":
-                run_starts, run_ends, values = label_runs(self.corpus.labels(entry.id))
+                sample_labels = self.corpus.labels(entry.id)
+                assert sample_labels is not None  # checked in __init__
+                run_starts, run_ends, values = label_runs(sample_labels)
                 for begin, end, value in zip(run_starts, run_ends, values):
                     if value >= 0 and int(value) in self.label_map:
                         span = window_starts(int(end - begin), window, stride, int(begin))

@@ -405,11 +405,13 @@ def config_from_dict(cls: type[Any], data: Mapping[str, Any], prefix: str = "") 
     values: dict[str, Any] = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"config option {prefix}{name} must be a mapping of "
                                   f"{hint.__name__} fields, got {value!r}")
-            default = fields[name].default_factory()  # type: ignore[misc]
+            factory = fields[name].default_factory
+            assert factory is not dataclasses.MISSING  # nested configs have a default factory
+            default = factory()
             values[name] = config_from_dict(hint, merge_nested(to_dict(default), dict(value)),
                                             prefix=f"{prefix}{name}.")
         else:

@@ -19,7 +19,7 @@ import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -153,7 +153,7 @@ def unwrap_model(module: nn.Module) -> nn.Module:
     """The user's module inside a DDP and/or ``torch.compile`` wrapper."""
     while True:
         if hasattr(module, "_orig_mod"):
-            module = module._orig_mod
+            module = cast(nn.Module, module._orig_mod)
         elif isinstance(module, nn.parallel.DistributedDataParallel):
             module = module.module
         else:
@@ -178,8 +178,10 @@ def gradient_sync(module: nn.Module, enabled: bool) -> Iterator[None]:
         with module.no_sync():
             yield
         return
+    from torch.distributed.fsdp import FSDPModule
+
     inner = unwrap_model(module)
-    if is_sharded(inner):
+    if isinstance(inner, FSDPModule):  # is_sharded(inner): inner is already unwrapped
         inner.set_requires_gradient_sync(False)
         try:
             yield
@@ -196,8 +198,9 @@ def model_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(inner, options=StateDictOptions(full_state_dict=True,
+        full = get_model_state_dict(inner, options=StateDictOptions(full_state_dict=True,
                                                                     cpu_offload=True))
+        return cast("dict[str, torch.Tensor]", full)  # full_state_dict: plain tensors
     return {key: value.detach().cpu() for key, value in inner.state_dict().items()}
 
 
@@ -207,7 +210,9 @@ def load_model_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> 
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        set_model_state_dict(inner, state, options=StateDictOptions(full_state_dict=True))
+        # The stub's dict[str, ValueType] is invariant, so a dict of tensors does not match it.
+        set_model_state_dict(inner, state,  # type: ignore[arg-type]
+                             options=StateDictOptions(full_state_dict=True))
         return
     inner.load_state_dict(state)
 

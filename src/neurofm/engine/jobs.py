@@ -20,7 +20,7 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -47,6 +47,7 @@ from neurofm.engine.trainer import Trainer, TrainResult, seed_everything
 from neurofm.errors import CheckpointError, ConfigError
 from neurofm.models.registry import create_model
 
+_M = TypeVar("_M", bound=nn.Module)
 logger = logging.getLogger(__name__)
 
 # LaBraM's networks and tokenizer take signals in 100 uV at 200 Hz (METHODS.md section 1).
@@ -144,8 +145,9 @@ def build_objective(config: TrainConfig, window_samples: int, run_dir: Path,
         from neurofm.models.vqnsp import VQNSP
         from neurofm.objectives.vq import VQNSPObjective
 
-        tokenizer = _create_model(config.model, config.model_overrides, "neurofm tokenizer train")
-        _require_type(tokenizer, VQNSP, config.model, "neurofm tokenizer train")
+        tokenizer = _require_type(
+            _create_model(config.model, config.model_overrides, "neurofm tokenizer train"),
+            VQNSP, config.model, "neurofm tokenizer train")
         objective = VQNSPObjective(tokenizer, restart_dead_every=config.restart_dead_every,
                                    dead_fraction=config.dead_code_fraction,
                                    autocast_dtype=autocast_dtype)
@@ -159,32 +161,34 @@ def build_objective(config: TrainConfig, window_samples: int, run_dir: Path,
         from neurofm.objectives.mem import MaskedEEGModelling
         from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint
 
-        tokenizer = load_pretrained(config.tokenizer)
-        if not isinstance(tokenizer, VQNSP):
-            raise CheckpointError(f"--tokenizer {config.tokenizer} holds a {type(tokenizer).__name__}, "
+        assert config.tokenizer is not None  # PretrainConfig requires it for mem
+        loaded = load_pretrained(config.tokenizer)
+        if not isinstance(loaded, VQNSP):
+            raise CheckpointError(f"--tokenizer {config.tokenizer} holds a {type(loaded).__name__}, "
                                   "not a VQ-NSP tokenizer; pass the model/ folder of a "
                                   "`neurofm tokenizer train` run")
+        tokenizer = loaded
         # The student predicts the tokenizer's codes unless told otherwise.
-        student = _create_model(config.model, {"vocab_size": tokenizer.quantizer.n_codes,
-                                               **config.model_overrides}, "--objective mem")
-        _require_type(student, LabramForMaskedEEG, config.model, "--objective mem")
+        student = _require_type(
+            _create_model(config.model, {"vocab_size": tokenizer.quantizer.n_codes,
+                                         **config.model_overrides}, "--objective mem"),
+            LabramForMaskedEEG, config.model, "--objective mem")
         if tokenizer.quantizer.n_codes != student.vocab_size:
             raise ConfigError(f"--tokenizer has {tokenizer.quantizer.n_codes} codes but model "
                               f"{config.model} predicts {student.vocab_size}; set "
                               f"model_overrides.vocab_size={tokenizer.quantizer.n_codes}")
         cache = TokenTargetCache(tokenizer_fingerprint(tokenizer), run_dir / "token_cache",
                                  rank=ctx.rank, flush_every=4096)
-        objective = MaskedEEGModelling(student, tokenizer, mask_ratio=config.mask_ratio,
-                                       symmetric=config.symmetric_masking, token_cache=cache,
-                                       autocast_dtype=autocast_dtype)
-        return objective, student
+        return MaskedEEGModelling(student, tokenizer, mask_ratio=config.mask_ratio,
+                                  symmetric=config.symmetric_masking, token_cache=cache,
+                                  autocast_dtype=autocast_dtype), student
     from neurofm.models.neurobert import NeuroBert
     from neurofm.objectives.fip import FourierInversionPrediction
     from neurofm.objectives.mae_time import TimeDomainMAE
 
     overrides = {"n_times": window_samples, **config.model_overrides}
-    encoder = _create_model(config.model, overrides, f"--objective {config.objective}")
-    _require_type(encoder, NeuroBert, config.model, f"--objective {config.objective}")
+    encoder = _require_type(_create_model(config.model, overrides, f"--objective {config.objective}"),
+                            NeuroBert, config.model, f"--objective {config.objective}")
     if config.objective == "fip":
         return FourierInversionPrediction(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on,
                                           spectrum=config.fip_spectrum), encoder
@@ -247,6 +251,7 @@ def pretraining_record_of(config: TrainConfig, data: WindowSplit) -> Pretraining
     modelling) the record of its tokenizer, whose data the student's targets come from."""
     inherited = []
     if isinstance(config, PretrainConfig) and config.objective == "mem":
+        assert config.tokenizer is not None  # PretrainConfig requires it for mem
         inherited.append(Inherited("tokenizer", str(Path(config.tokenizer).resolve()),
                                    record_of_model_dir(config.tokenizer)))
         if inherited[0].record is None:
@@ -280,6 +285,7 @@ def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
     if use_best:
         best = load_checkpoint(trainer.checkpoints.best_path())
         state, step = best["model"], int(best.get("step", step))
+    assert state is not None  # the final weights, or the best checkpoint's
     target = export_copy if export_copy is not None else network
     target.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     source = f"best ({config.run.monitor})" if use_best else "final"
@@ -323,7 +329,9 @@ def _create_model(name: str, overrides: dict[str, Any], where: str) -> nn.Module
                           f"check --model and model_overrides for {where}") from None
 
 
-def _require_type(model: nn.Module, expected: type, name: str, where: str) -> None:
+def _require_type(model: nn.Module, expected: type[_M], name: str, where: str) -> _M:
+    """``model``, checked to be an ``expected``."""
     if not isinstance(model, expected):
         raise ConfigError(f"model {name!r} builds a {type(model).__name__}; {where} needs a "
                           f"{expected.__name__} model")
+    return model

@@ -69,6 +69,7 @@ class MetricsLogger:
             self._csv.writerow((step, epoch, split, name, repr(value), f"{now:.3f}"))
             if self._writer is not None and math.isfinite(value):
                 self._writer.add_scalar(f"{split}/{name}", value, global_step=step)
+        assert self._handle is not None  # open while enabled, until close()
         self._handle.flush()
 
     def close(self) -> None:

@@ -63,10 +63,12 @@ def param_groups(
         if not param.requires_grad:
             continue
         decay = name not in excluded
-        layer = layer_id(name) if layer_decay is not None else 0
+        # layer_id and num_layers are set whenever layer_decay is (checked above).
+        layer = layer_id(name) if layer_decay is not None and layer_id is not None else 0
         key = (layer, decay)
         if key not in groups:
-            scale = 1.0 if layer_decay is None else layer_decay ** (num_layers + 1 - layer)
+            scale = (1.0 if layer_decay is None or num_layers is None
+                     else layer_decay ** (num_layers + 1 - layer))
             groups[key] = {"params": [], "param_names": [], "lr_scale": scale,
                            "weight_decay": weight_decay if decay else 0.0}
         groups[key]["params"].append(param)

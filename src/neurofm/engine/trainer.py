@@ -18,10 +18,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,6 +68,11 @@ class TrainResult:
     best: float | None = None
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
+
+
+def _size(data: Dataset) -> int:
+    """Length of a map-style dataset (torch's Dataset declares no __len__; ours all have one)."""
+    return len(cast(Sized, data))
 
 
 class Trainer:
@@ -119,14 +124,14 @@ class Trainer:
             raise ConfigError("config option run.precision=fp16 needs a CUDA device; "
                               "use run.precision=bf16 on the CPU")
 
-        self.order = DataOrder(train_batches or shuffled_batches(len(train_data), run.seed),
+        self.order = DataOrder(train_batches or shuffled_batches(_size(train_data), run.seed),
                                config.data.batch_size, self.ctx.rank, self.ctx.world_size)
         self.val_batches = val_batches
         micro_per_epoch = self.order.micro_batches_per_epoch()
         self.steps_per_epoch = micro_per_epoch // run.accumulation_steps
         if self.steps_per_epoch < 1:
             raise ConfigError(
-                f"the training set ({len(train_data)} windows) holds fewer than one optimizer "
+                f"the training set ({_size(train_data)} windows) holds fewer than one optimizer "
                 f"step of data (data.batch_size={config.data.batch_size} x "
                 f"run.accumulation_steps={run.accumulation_steps} x {self.ctx.world_size} "
                 "processes); lower the batch size or add data")
@@ -137,7 +142,8 @@ class Trainer:
         self.module = objective.to(self.ctx.device)
         self.model = dist_utils.wrap_model(self.module, self.ctx, run.distributed)
         if run.compile:
-            self.model = torch.compile(self.model)
+            # The stub types the result as a callable; of a Module it is an OptimizedModule.
+            self.model = torch.compile(self.model)  # type: ignore[assignment]
         lr, min_lr = scaled_learning_rates(config.optim, self.global_batch_size)
         self.peak_lr = lr
         self.optimizer = build_optimizer(self.module, config.optim, lr, layer_id=layer_id,
@@ -235,13 +241,13 @@ class Trainer:
         The RNG is forked and seeded, so evaluation draws the same masks every time and leaves
         the training random stream untouched.
         """
-        if self.val_data is None or len(self.val_data) == 0:
+        if self.val_data is None or _size(self.val_data) == 0:
             return {}
         batch_size = self.config.data.batch_size
         if self.val_batches is not None:
             batches = list(self.val_batches)
         else:
-            indices = list(range(len(self.val_data)))
+            indices = list(range(_size(self.val_data)))
             batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
         mine = round_robin(batches, self.ctx.rank, self.ctx.world_size)
         devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []

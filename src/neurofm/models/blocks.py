@@ -56,6 +56,8 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.q_bias: nn.Parameter | None
+        self.v_bias: nn.Parameter | None
         if qkv_bias:
             self.q_bias = nn.Parameter(torch.zeros(dim))
             self.v_bias = nn.Parameter(torch.zeros(dim))
@@ -73,7 +75,7 @@ class Attention(nn.Module):
         # Call the qkv module itself (not F.linear on its weight) so that adapters wrapping it,
         # such as peft's LoRA layers, take part; the q/v bias (no k bias) is added after.
         qkv = self.qkv(x)
-        if self.q_bias is not None:
+        if self.q_bias is not None and self.v_bias is not None:  # both or neither
             qkv = qkv + torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = qkv.reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -124,6 +126,8 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, mlp_dim, activation=activation, drop=drop)
+        self.gamma_1: nn.Parameter | None
+        self.gamma_2: nn.Parameter | None
         if init_values > 0:
             self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
             self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))

@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -240,11 +240,11 @@ def load_labram_checkpoint(
         codebook = mapped.get("quantizer.codebook")
         if codebook is None:
             raise CheckpointError(f"{source} has no codebook (quantize.embedding.weight)")
-        config = VQNSPConfig(
+        vq_config = VQNSPConfig(
             encoder=replace(_transformer_config(mapped, "encoder."), use_mean_pooling=True),
             decoder_depth=_transformer_config(mapped, "decoder.").depth,
             code_dim=codebook.shape[1], n_codes=codebook.shape[0], kmeans_init=False)
-        model: nn.Module = VQNSP(config)
+        model: nn.Module = VQNSP(vq_config)
         _strict_load(model, mapped, source)
         return model.eval()
     if layout == "mem":
@@ -316,7 +316,9 @@ def save_pretrained(model: nn.Module, directory: str | Path, model_name: str | N
         "format_version": FORMAT_VERSION,
         "family": family,
         "model": model_name,
-        "architecture": model.config.to_dict(),
+        # _family checked the class, each of which has a config with to_dict().
+        "architecture": cast("Labram | LabramForMaskedEEG | VQNSP | NeuroBert",
+                             model).config.to_dict(),
         "channel_vocabulary": list(LABRAM_VOCABULARY),
         "sfreq": SAMPLING_RATE,
         "patch_size": PATCH_SIZE,

@@ -21,9 +21,9 @@ masked-modelling student); :class:`Labram` wraps it with the braindecode-style i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +188,7 @@ class NeuralTransformer(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
-            for layer, block in enumerate(self.blocks, start=1):
+            for layer, block in enumerate(cast("Iterable[Block]", self.blocks), start=1):
                 block.attn.proj.weight.div_(math.sqrt(2.0 * layer))
                 block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
             if self.head is not None:
@@ -224,6 +224,7 @@ class NeuralTransformer(nn.Module):
         x = patch_embeddings if patch_embeddings is not None else self.patch_embed(tokens, token_valid)
         batch, length, dim = x.shape
         if masked is not None:
+            assert mask_token is not None, "masked tokens need a mask_token"
             x = torch.where(masked.unsqueeze(-1), mask_token.to(x.dtype).expand(batch, length, dim), x)
         spatial = self.pos_embed[0, channel_index + 1]  # [B, N, D]
         if self.cls_spatial_row == "cls":

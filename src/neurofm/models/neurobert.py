@@ -157,6 +157,8 @@ class NeuroBert(nn.Module):
             ``embed_dim``, ``depth``, ``num_heads``, ``mlp_dim``, ``drop``, ``input_unit``...).
     """
 
+    time_table: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(
         self,
         n_chans: int | None = None,
@@ -174,6 +176,7 @@ class NeuroBert(nn.Module):
         if config.patch_mode == "channel":
             self.patch_embed: nn.Module = nn.Linear(config.patch_len, dim)
         else:
+            assert config.n_chans is not None  # NeuroBertConfig requires it in mixed mode
             self.patch_embed = nn.Conv1d(
                 config.n_chans, dim, kernel_size=config.patch_len, stride=config.patch_len
             )
@@ -216,7 +219,10 @@ class NeuroBert(nn.Module):
     @property
     def head_channels(self) -> int:
         """Channels one token stands for: 1 in channel mode, ``n_chans`` in mixed mode."""
-        return 1 if self.config.patch_mode == "channel" else int(self.config.n_chans)
+        if self.config.patch_mode == "channel":
+            return 1
+        assert self.config.n_chans is not None  # NeuroBertConfig requires it in mixed mode
+        return int(self.config.n_chans)
 
     def patchify(self, signal: torch.Tensor, channel_mask: torch.Tensor | None = None
                  ) -> torch.Tensor:

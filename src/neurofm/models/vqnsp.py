@@ -89,6 +89,11 @@ class NormEMAQuantizer(nn.Module):
     codebook, then applies the EMA update.
     """
 
+    # Buffers (registered in __init__), declared for type checkers.
+    codebook: torch.Tensor
+    initialized: torch.Tensor
+    usage: torch.Tensor
+
     def __init__(self, n_codes: int = 8192, dim: int = 64, decay: float = 0.99, beta: float = 1.0,
                  kmeans_init: bool = True) -> None:
         super().__init__()

@@ -61,6 +61,8 @@ class SupervisedObjective(nn.Module):
     or ``mse`` (regression).
     """
 
+    class_weight: torch.Tensor | None  # a buffer, registered in __init__
+
     def __init__(self, network: nn.Module, kind: TargetKind, n_classes: int,
                  label_smoothing: float = 0.0, class_weight: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -124,6 +126,7 @@ class SupervisedObjective(nn.Module):
         outputs = self.outputs(batch)
         loss = self.loss(outputs, label)
         detached = outputs.detach()
+        metrics: dict[str, float | torch.Tensor]
         if self.kind == "regression":
             metrics = {"mse": F.mse_loss(detached, label.float().reshape(detached.shape))}
         else:

@@ -78,6 +78,11 @@ class FourierInversionPrediction(MaskedPatchObjective):
 
     name = "fip"
 
+    # The spectrum heads (added in __init__: amplitude and phase, or one Cartesian head).
+    amplitude_head: nn.Linear
+    phase_head: nn.Linear
+    spectrum_head: nn.Linear
+
     def __init__(self, model: NeuroBert, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
                  spectrum: Spectrum = "polar", generator: torch.Generator | None = None) -> None:
         super().__init__(model, mask_ratio=mask_ratio, loss_on=loss_on, generator=generator)

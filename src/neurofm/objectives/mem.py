@@ -105,6 +105,7 @@ class MaskedEEGModelling(nn.Module):
         complement = ~masked if valid is None else (~masked & valid)
         with torch.autocast(device_type=signal.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
+            hidden_sym: torch.Tensor | None
             if self.symmetric and self.batched_symmetric:
                 hidden, hidden_sym = self.model.forward_symmetric(signal, channel_index, masked, channel_mask)
             else:

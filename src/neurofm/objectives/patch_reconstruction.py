@@ -136,7 +136,7 @@ class MaskedPatchObjective(nn.Module, ABC):
 
         detached = reconstruction.detach()
         amplitude_mse, phase_error = spectral_errors(detached, target, masked)
-        metrics = {
+        metrics: dict[str, float | torch.Tensor] = {
             "masked_mse": (loss.detach() if self.loss_on == "masked"
                            else masked_patch_mse(detached, target, masked)),
             "amplitude_mse": amplitude_mse,

@@ -39,6 +39,8 @@ class VQNSPObjective(nn.Module):
         autocast_dtype: run encoder and decoder under autocast (code assignment stays fp32).
     """
 
+    steps: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, tokenizer: VQNSP, restart_dead_every: int = 0, dead_below: float = 1e-3,
                  dead_fraction: float | None = None,
                  autocast_dtype: torch.dtype | None = None) -> None:
