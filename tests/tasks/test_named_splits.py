@@ -110,3 +110,24 @@ def test_evaluate_fixed_split_reports_validation_scores_and_names_the_absent_sub
                                                  "Subject31"]
     assert result["config"]["class_weight"] == "balanced"
     assert 0 < result["config"]["thresholds"]["fold0"] < 1
+
+
+def test_one_folds_exclusion_leaves_out_exactly_its_validation_and_test_subjects(mirror_dir):
+    from neurofm.data.pretraining_corpus import evaluation_exclusions
+
+    per_fold = [evaluation_exclusions("eegmat", "cv", k, mirror_dir)["eegmat"] for k in range(8)]
+    assert all(len(subjects) == 8 for subjects in per_fold)
+    assert set().union(*per_fold) == {f"Subject{n:02d}" for n in range(32)}
+    with pytest.raises(ConfigError, match="--fold 8: split 'cv' of task 'eegmat' has 8 fold"):
+        evaluation_exclusions("eegmat", "cv", 8, mirror_dir)
+
+
+def test_a_per_fold_init_names_each_folds_checkpoint():
+    from neurofm.tasks.finetune import load_finetune_config
+
+    flags = {"task_name": "eegmat", "model": "labram_small", "init": "runs/fold{fold}/model"}
+    config = load_finetune_config(flags=flags)
+    assert config.init_per_fold and config.for_fold(3).init == "runs/fold3/model"
+    for bad in ("runs/{fold}/{fold}/model", "runs/{seed}/fold{fold}"):
+        with pytest.raises(ConfigError, match="a per-fold init is a path holding"):
+            load_finetune_config(flags={**flags, "init": bad})

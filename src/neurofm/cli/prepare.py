@@ -75,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="leave out the validation and test subjects of TASK (needs --split)")
     corpus.add_argument("--split", default=None, metavar="NAME",
                         help="the named split of --exclude-task (e.g. fixed, cv)")
+    corpus.add_argument("--fold", type=int, default=None, metavar="K",
+                        help="with --exclude-task: leave out only fold K's validation and test "
+                             "subjects (one pretraining corpus per fold; fine-tune with "
+                             "--init 'RUN{fold}/model')")
     corpus.add_argument("--mirror", default=None, metavar="DIR",
                         help="local dataset mirror (default: NEUROFM_MIRROR)")
     parser.set_defaults(func=run)
@@ -95,12 +99,16 @@ def _run_all_eeg(args: argparse.Namespace) -> int:
         raise ConfigError("--all-eeg prepares EEG with the labram recipe; drop --recipe emg")
     if (args.exclude_task is None) != (args.split is None):
         raise ConfigError("--exclude-task and --split go together: e.g. --exclude-task eegmat --split fixed")
-    exclude = evaluation_exclusions(args.exclude_task, args.split) if args.exclude_task else {}
+    if args.fold is not None and args.exclude_task is None:
+        raise ConfigError("--fold K needs --exclude-task TASK --split NAME")
+    exclude = (evaluation_exclusions(args.exclude_task, args.split, args.fold, args.mirror)
+               if args.exclude_task else {})
     notch = recipe_config("labram", args.notch).notch_freq
     report = prepare_pretraining_corpus(
         args.out,
         exclude_subjects=exclude,
         exclusion=(f"validation and test subjects of task {args.exclude_task}, split {args.split}"
+                   + (f", fold {args.fold}" if args.fold is not None else "")
                    if args.exclude_task else "none"),
         channels=args.channels,
         notch_freq=notch,
@@ -121,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if args.all_eeg:
         return _run_all_eeg(args)
     given = [flag for flag, value in (("--exclude-task", args.exclude_task), ("--split", args.split),
-                                      ("--mirror", args.mirror)) if value is not None]
+                                      ("--fold", args.fold), ("--mirror", args.mirror))
+             if value is not None]
     if args.channels != "vocabulary":
         given.append("--channels")
     if given:

@@ -60,12 +60,23 @@ def pretraining_config(
     )
 
 
-def evaluation_exclusions(task: str, split: str) -> dict[str, set[str]]:
-    """``{dataset: subjects}`` that validate or test under ``split`` of the evaluation ``task``."""
+def evaluation_exclusions(task: str, split: str, fold: int | None = None,
+                          mirror: str | os.PathLike | None = None) -> dict[str, set[str]]:
+    """``{dataset: subjects}`` that validate or test under ``split`` of the evaluation ``task``;
+    with ``fold``, only those of that fold (over the subjects available locally, see
+    :func:`neurofm.tasks.data.local_folds`), for pretraining one checkpoint per fold."""
+    from neurofm.tasks.data import local_folds
     from neurofm.tasks.definitions import get_task
 
     definition = get_task(task)
-    return {definition.dataset: set(definition.evaluation_subjects(split))}
+    if fold is None:
+        return {definition.dataset: set(definition.evaluation_subjects(split))}
+    folds = local_folds(definition.using_split(split), mirror=mirror)
+    if not 0 <= fold < len(folds):
+        raise ConfigError(f"--fold {fold}: split {split!r} of task {task!r} has {len(folds)} "
+                          f"fold(s) here, numbered 0-{len(folds) - 1}")
+    chosen = folds[fold]
+    return {definition.dataset: set(chosen.groups["val"]) | set(chosen.groups["test"])}
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,17 @@ def task_folds(task: Task, corpus: Corpus | str | os.PathLike) -> list[Split]:
     return task.split.corpus_folds(corpus, task_window_dataset(task, corpus).recording_ids)
 
 
+def local_folds(task: Task, *, mirror: str | os.PathLike | None = None) -> list[Split]:
+    """The task's folds over the subjects of its dataset available locally, before any corpus is
+    prepared: the folds :func:`task_folds` gives once every local recording is prepared (for
+    choosing what one fold's pretraining must leave out)."""
+    members: dict[str, list[str]] = {}
+    for source in task_sources(task, mirror=mirror):
+        if source.subject is not None:
+            members.setdefault(source.subject, []).append(source.id)
+    return task.split.folds(members)
+
+
 def task_channels(task: Task, recording_channels: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     """The channel names ``task`` uses, the same in every recording.
 

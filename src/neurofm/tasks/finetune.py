@@ -101,6 +101,8 @@ ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 ADAPTER_SIDECAR = "neurofm_adapter.json"
 PREDICTIONS_FILE = "predictions.json"
+#: Stands for the fold's position in a per-fold ``init`` path.
+FOLD_PLACEHOLDER = "{fold}"
 
 
 @dataclass
@@ -126,7 +128,10 @@ class FinetuneJobConfig(FinetuneConfig):
         task_name: the downstream task (:data:`neurofm.tasks.definitions.TASKS`).
         split: the task's split (``"cv"``, ``"fixed"``, a split JSON file); empty: its default.
         init: ``"scratch"``, ``"official:PATH"``, a neurofm checkpoint folder or a training
-            checkpoint (see :mod:`neurofm.tasks.backbones`).
+            checkpoint (see :mod:`neurofm.tasks.backbones`). A path holding ``{fold}`` names one
+            checkpoint per fold (``{fold}`` becomes the fold's position, 0, 1...): under
+            cross-validation, each fold's pretraining may then leave out just that fold's
+            validation and test subjects.
         mode: ``"full"`` fine-tuning, ``"linear"`` probing (frozen backbone) or ``"lora"``.
         drop_path: stochastic-depth rate of the last block (linearly spaced from 0 over depth).
         lora: the adapters (``mode="lora"`` only).
@@ -149,6 +154,17 @@ class FinetuneJobConfig(FinetuneConfig):
         """The task with the configured split."""
         return get_task(self.task_name).using_split(self.split or None)
 
+    @property
+    def init_per_fold(self) -> bool:
+        """Whether ``init`` names one checkpoint per fold (holds ``{fold}``)."""
+        return FOLD_PLACEHOLDER in self.init
+
+    def for_fold(self, index: int) -> "FinetuneJobConfig":
+        """This config with ``{fold}`` in ``init`` replaced by ``index``."""
+        if not self.init_per_fold:
+            return self
+        return dataclasses.replace(self, init=self.init.replace(FOLD_PLACEHOLDER, str(index)))
+
     def validate(self) -> None:
         super().validate()
         if not self.task_name:
@@ -167,6 +183,10 @@ class FinetuneJobConfig(FinetuneConfig):
             raise ConfigError(f"config option label_smoothing={self.label_smoothing}: task "
                               f"{task.name!r} is binary (one logit, BCE), which has no label "
                               "smoothing; set label_smoothing=0")
+        if self.init_per_fold and (self.init == "scratch" or self.init.count(FOLD_PLACEHOLDER) > 1
+                                   or "{" in self.init.replace(FOLD_PLACEHOLDER, "")):
+            raise ConfigError(f"--init {self.init!r}: a per-fold init is a path holding "
+                              f"{FOLD_PLACEHOLDER} once (e.g. runs/fold{FOLD_PLACEHOLDER}/model)")
         if self.mode == "lora" and self.init == "scratch":
             raise ConfigError("--mode lora adapts pretrained weights, but with --init scratch the "
                               "frozen base would be random; use --mode full for a from-scratch "
@@ -460,7 +480,7 @@ class FineTunePredictor:
         if train.size == 0 or test.size == 0:
             raise ConfigError(f"fold {index} ({fold.name}) has {train.size} training and "
                               f"{test.size} {fold.scored} windows; every fold needs both")
-        config = self.config
+        config = self.config.for_fold(index)
         seed_everything(config.run.seed)
         network, self.init_info = build_task_network(
             config, self.task, windows.sfreq, windows.signal.shape[-1], windows.unit,
@@ -496,8 +516,8 @@ class FineTunePredictor:
             onset=windows.onset[test], y_pred=decide(probabilities, selection["threshold"]))
         self.selection[index] = selection
         if self.ctx.is_main:
-            selection["weights"] = self._export(network, objective.n_outputs, fold, run_dir,
-                                                selection["threshold"])
+            selection["weights"] = self._export(config, network, objective.n_outputs, fold,
+                                                run_dir, selection["threshold"])
             atomic_write_json(saved, {"selection": selection, "init": self.init_info,
                                       "predictions": predictions.to_dict()})
             # The fold is finished and its selected weights exported; the training checkpoints
@@ -518,11 +538,10 @@ class FineTunePredictor:
             return 0.5
         return choose_threshold(self.windows.label[val], self._predict(objective, val)[:, 1])
 
-    def _export(self, network: TaskNetwork, n_outputs: int, fold: Split, run_dir: Path,
-                threshold: float | None) -> str:
+    def _export(self, config: FinetuneJobConfig, network: TaskNetwork, n_outputs: int,
+                fold: Split, run_dir: Path, threshold: float | None) -> str:
         """Write the selected weights: ``model/`` (neurofm format, backbone with its head) or, for
         LoRA, ``adapter/`` (adapters and head only). Returns the folder name."""
-        config = self.config
         description = {"init": absolute_init(config.init), "model": config.model,
                        "model_overrides": dict(config.model_overrides), "mode": config.mode,
                        "n_outputs": n_outputs, "task": self.task.name,
@@ -632,8 +651,7 @@ def run_finetune(
     ctx = dist_utils.init_distributed(config.run.device)
     name = system or system_name(config)
     used_folds = list(folds)[: max_folds or len(folds)]
-    overlap = guard_overlap(config.init, task.dataset, used_folds, corpus,
-                            allow_overlap=allow_overlap)
+    overlap = _guard(config, task, used_folds, corpus, allow_overlap)
     results: list[EvaluationResult] = []
     selections: dict[int, dict[int, dict[str, Any]]] = {}
     init_info: dict[str, Any] = {}
@@ -654,7 +672,7 @@ def run_finetune(
                          if k in ("selected", "epoch", "val_score", "threshold")}
             for i, s in sorted(predictor.selection.items())}
         result.config["init"] = predictor.init_info
-        result.config["overlap"] = overlap.to_dict()
+        result.config["overlap"] = overlap
         init_info = predictor.init_info
         selections[int(seed)] = predictor.selection
         if ctx.is_main:
@@ -689,7 +707,7 @@ def run_finetune(
             "system": baseline_result.system, "result": "baseline.json",
             "pooled": baseline_result.pooled},
         "primary_metric": task.primary_metric,
-        "overlap": overlap.to_dict(),
+        "overlap": overlap,
     }
     summary_path = out_dir / "results.json"
     report_path = None
@@ -700,6 +718,21 @@ def run_finetune(
                               title=f"neurofm fine-tuning: {task.name}, {name}")
         report_path = report.markdown
     return FinetuneOutcome(results, baseline_result, summary_path, report_path)
+
+
+def _guard(config: FinetuneJobConfig, task: Task, folds: Sequence[Split], corpus: str | None,
+           allow_overlap: bool) -> dict[str, Any]:
+    """The overlap guard on every fold's init (one call for a single init), as the results record
+    it; raises :class:`~neurofm.errors.OverlapError` before anything is trained."""
+    if not config.init_per_fold:
+        return guard_overlap(config.init, task.dataset, folds, corpus,
+                             allow_overlap=allow_overlap).to_dict()
+    checks = [guard_overlap(config.for_fold(i).init, task.dataset, [fold], corpus,
+                            allow_overlap=allow_overlap).to_dict() for i, fold in enumerate(folds)]
+    return {"checkpoint": config.init, "applied": all(c["applied"] for c in checks),
+            "allowed": allow_overlap, "overlaps": [o for c in checks for o in c["overlaps"]],
+            "report": [f"fold {i}: {line}" for i, c in enumerate(checks) for line in c["report"]],
+            "per_fold": checks}
 
 
 def _finite_or_none(value: Any) -> Any:
