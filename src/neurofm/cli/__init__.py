@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from neurofm import __version__
 from neurofm.errors import NeurofmError
 
 # Command modules, in the order `neurofm --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("datasets", "prepare", "info", "tokenizer", "pretrain", "evaluate", "report", "finetune", "embed", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("datasets", "prepare", "info", "tokenizer", "pretrain", "evaluate",
+                                   "report", "finetune", "embed", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     fetching.add_argument("name", choices=list_datasets(), metavar="NAME", help="dataset name")
-    fetching.add_argument("--mirror", default=None, metavar="DIR", help="local mirror tried first (default: NEUROFM_MIRROR)")
+    fetching.add_argument("--mirror", default=None, metavar="DIR",
+                          help="local mirror tried first (default: NEUROFM_MIRROR)")
     fetching.add_argument("--dest", default=None, metavar="DIR", help="download folder (default: the cache)")
     fetching.add_argument(
         "--checksums",
@@ -77,8 +78,8 @@ def _list(args: argparse.Namespace) -> int:
         rows.append((name, state.status, state.summary().split(": ", 1)[1], get_dataset(name).task))
         if state.status != "complete":
             details.append(f"{name}: {state.explanation()}")
-    widths = [max(len(row[i]) for row in rows + [("NAME", "STATUS", "LOCAL FILES", "TASK")]) for i in range(3)]
     header = ("NAME", "STATUS", "LOCAL FILES", "TASK")
+    widths = [max(len(row[i]) for row in [*rows, header]) for i in range(3)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])
     if details:

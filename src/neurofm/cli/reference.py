@@ -35,8 +35,8 @@ def _render(parser: argparse.ArgumentParser) -> str:
     parts = [
         "# CLI reference",
         "",
-        "Generated from the parser by `python -m neurofm.cli.reference > docs/cli.md`; "
-        "a test checks it is current.",
+        ("Generated from the parser by `python -m neurofm.cli.reference > docs/cli.md`; "
+         "a test checks it is current."),
         "",
         "## neurofm",
         "",

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -323,7 +324,7 @@ class TaskNetwork(nn.Module):
         self.family = family_of(backbone)
         self.frozen_backbone = frozen_backbone
 
-    def train(self, mode: bool = True) -> "TaskNetwork":
+    def train(self, mode: bool = True) -> TaskNetwork:
         super().train(mode)
         if self.frozen_backbone:
             base = unwrap(self.backbone)

@@ -13,8 +13,9 @@ test windows; a binary task's decision threshold is chosen on the fold's validat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal as sps
@@ -24,8 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from neurofm.errors import ConfigError
 from neurofm.data.splits import Split
+from neurofm.errors import ConfigError
 from neurofm.tasks.evaluate import EvaluationResult, Predictions, evaluate_system
 from neurofm.tasks.imbalance import CLASS_WEIGHTINGS, THRESHOLD_RULES, choose_threshold, decide
 
@@ -151,7 +152,7 @@ class _BalancedLDA(LinearDiscriminantAnalysis):
     """LDA with equal priors over the classes of its training labels (``priors`` must be known
     before ``fit``, and only ``fit`` sees the classes)."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "_BalancedLDA":  # noqa: N803 (sklearn's names)
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _BalancedLDA:  # X, y: sklearn's names
         classes = np.unique(y)
         self.priors = np.full(len(classes), 1.0 / len(classes))
         return super().fit(X, y)
@@ -219,7 +220,7 @@ class BaselinePredictor:
     ``thresholds[index]`` records it per fold.
     """
 
-    def __init__(self, baseline: Baseline, windows: "TaskWindows", n_classes: int,
+    def __init__(self, baseline: Baseline, windows: TaskWindows, n_classes: int,
                  class_weight: str = "balanced", threshold: str = "validation") -> None:
         if class_weight not in CLASS_WEIGHTINGS or threshold not in THRESHOLD_RULES:
             raise ConfigError(f"baseline class_weight must be one of {CLASS_WEIGHTINGS} and "
@@ -272,7 +273,7 @@ class BaselinePredictor:
         )
 
 
-def evaluate_baseline(task: "Task", windows: "TaskWindows", folds: Sequence[Split], *,
+def evaluate_baseline(task: Task, windows: TaskWindows, folds: Sequence[Split], *,
                       corpus: str | None = None, max_folds: int | None = None,
                       progress: bool = True, n_resamples: int = 1000, seed: int = 0,
                       class_weight: str = "balanced", threshold: str = "validation"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class TaskWindows:
     def __len__(self) -> int:
         return len(self.label)
 
-    def select(self, mask: np.ndarray) -> "TaskWindows":
+    def select(self, mask: np.ndarray) -> TaskWindows:
         """The windows where ``mask [N]`` is true."""
         return TaskWindows(self.signal[mask], self.label[mask], self.subject[mask],
                            self.recording[mask], self.onset[mask], self.sfreq, self.unit,

@@ -10,9 +10,10 @@ never by window: no subject's windows appear in two partitions of a fold.
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -254,7 +255,7 @@ class FixedSplit:
                 "train": list(self.train), "val": list(self.val), "test": list(self.test)}
 
     @classmethod
-    def load(cls, path: str | Path) -> "FixedSplit":
+    def load(cls, path: str | Path) -> FixedSplit:
         """Read a split file: JSON ``{"train": [...], "val": [...], "test": [...], "source": "..."}``
         (subject ids); :class:`ConfigError` naming the file when it is not one."""
         path = Path(path)
@@ -281,7 +282,7 @@ def _members(corpus: Corpus, recording_ids: Sequence[str] | None) -> dict[str, l
 
 
 #: A task's subject split: cross-validation or a published fixed split.
-TaskSplit = Union[SplitSpec, FixedSplit]
+TaskSplit = SplitSpec | FixedSplit
 
 
 @dataclass(frozen=True)
@@ -343,7 +344,7 @@ class Task:
         """The split in use."""
         return self.splits[self.split_name]
 
-    def using_split(self, split: str | None) -> "Task":
+    def using_split(self, split: str | None) -> Task:
         """This task with the named split, or with the fixed split in a JSON file (see
         :meth:`FixedSplit.load`; its subjects are checked against the dataset's); ``None`` keeps
         the current one. :class:`ConfigError` names the known splits otherwise."""

@@ -204,9 +204,8 @@ def save_embeddings(embeddings: Embeddings, out: str | os.PathLike) -> list[Path
     out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     npy = out.with_suffix(".npy")
-    with atomic_path(npy) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, embeddings.features.astype(np.float32))
+    with atomic_path(npy) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, embeddings.features.astype(np.float32))
     written.append(npy)
     sidecar = out.with_suffix(".json")
     atomic_write_json(sidecar, {

@@ -14,16 +14,17 @@ import datetime as _dt
 import json
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from neurofm import __version__
 from neurofm.atomic import atomic_write_json
-from neurofm.errors import ConfigError
 from neurofm.data.splits import Split
+from neurofm.errors import ConfigError
 from neurofm.tasks.definitions import Task
 from neurofm.tasks.metrics import (
     METRIC_NAMES,
@@ -88,12 +89,12 @@ class Predictions:
         if len(self.y_pred) != n:
             raise ValueError(f"predictions of {n} windows have {len(self.y_pred)} decided classes")
 
-    def select(self, mask: np.ndarray) -> "Predictions":
+    def select(self, mask: np.ndarray) -> Predictions:
         """The rows where ``mask [N]`` is true."""
         return Predictions(*(getattr(self, name)[mask] for name in _COLUMNS))
 
     @classmethod
-    def concatenate(cls, parts: Sequence["Predictions"]) -> "Predictions":
+    def concatenate(cls, parts: Sequence[Predictions]) -> Predictions:
         """Stack the rows of several prediction sets (e.g. one per fold)."""
         if not parts:
             raise ValueError("no predictions to concatenate")
@@ -112,7 +113,7 @@ class Predictions:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, list]) -> "Predictions":
+    def from_dict(cls, data: Mapping[str, list]) -> Predictions:
         """Inverse of :meth:`to_dict` (results written before ``y_pred`` was stored decide by
         the argmax)."""
         y_prob = np.asarray(data["y_prob"], dtype=np.float64)
@@ -207,7 +208,7 @@ class EvaluationResult:
         })
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "result") -> "EvaluationResult":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "result") -> EvaluationResult:
         """Inverse of :meth:`to_dict`; :class:`ConfigError` naming ``where`` if it is not one."""
         if data.get("format") != RESULT_FORMAT:
             raise ConfigError(f"{where} is not a neurofm evaluation result (no format "
@@ -239,7 +240,7 @@ class EvaluationResult:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EvaluationResult":
+    def load(cls, path: str | os.PathLike) -> EvaluationResult:
         """Read a result written by :meth:`save`."""
         path = Path(path)
         try:

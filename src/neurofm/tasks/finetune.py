@@ -42,9 +42,10 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -159,7 +160,7 @@ class FinetuneJobConfig(FinetuneConfig):
         """Whether ``init`` names one checkpoint per fold (holds ``{fold}``)."""
         return FOLD_PLACEHOLDER in self.init
 
-    def for_fold(self, index: int) -> "FinetuneJobConfig":
+    def for_fold(self, index: int) -> FinetuneJobConfig:
         """This config with ``{fold}`` in ``init`` replaced by ``index``."""
         if not self.init_per_fold:
             return self
@@ -448,9 +449,9 @@ class FineTunePredictor:
 
     ``predictor(index, fold)`` trains a fresh network on the fold's training recordings (seeded by
     ``config.run.seed``), selects the best validation epoch and the decision threshold, predicts
-    the fold's scored recordings and returns :class:`Predictions`. With ``resume``, a fold whose predictions were saved is reused
-    and an interrupted fold continues from its last checkpoint. ``selection[index]`` records the
-    chosen epoch and its validation score.
+    the fold's scored recordings and returns :class:`Predictions`. With ``resume``, a fold whose
+    predictions were saved is reused and an interrupted fold continues from its last checkpoint.
+    ``selection[index]`` records the chosen epoch and its validation score.
     """
 
     def __init__(self, config: FinetuneJobConfig, task: Task, windows: TaskWindows,

@@ -29,8 +29,8 @@ Confidence intervals: :func:`t_interval` over per-fold values, and :func:`bootst
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -198,7 +198,7 @@ class Interval:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, float | str | int]) -> "Interval":
+    def from_dict(cls, data: Mapping[str, float | str | int]) -> Interval:
         """Inverse of :meth:`to_dict`."""
         return cls(
             estimate=float(data["estimate"]),

@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from neurofm.data.corpus import Corpus
 from neurofm.data.splits import Split
@@ -206,9 +207,9 @@ class OverlapCheck:
     def report_lines(self) -> list[str]:
         """Plain sentences for the report (one per line)."""
         if not self.applied:
-            return [f"Overlap guard not applied: {self.checkpoint} has no pretraining record "
-                    "(written before neurofm recorded pretraining data); its pretraining data "
-                    "may include the evaluation subjects.", *self.notes]
+            return [(f"Overlap guard not applied: {self.checkpoint} has no pretraining record "
+                     "(written before neurofm recorded pretraining data); its pretraining data "
+                     "may include the evaluation subjects."), *self.notes]
         lines = [f"Overlap guard: {self.checkpoint}: {self.pretrained_on}."]
         if self.overlaps:
             lines.append(f"--allow-overlap: {len(self.overlaps)} evaluation subject(s) were in "

@@ -16,21 +16,21 @@ import html
 import os
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
+import numpy as np
+from sklearn.metrics import confusion_matrix
 
-from neurofm.atomic import atomic_path, atomic_write_text  # noqa: E402
-from neurofm.errors import ConfigError  # noqa: E402
-from neurofm.tasks.evaluate import EvaluationResult  # noqa: E402
-from neurofm.tasks.metrics import METRIC_NAMES, Interval  # noqa: E402
+from neurofm.atomic import atomic_path, atomic_write_text
+from neurofm.errors import ConfigError
+from neurofm.tasks.evaluate import EvaluationResult
+from neurofm.tasks.metrics import METRIC_NAMES, Interval
 
 _METRIC_LABELS = {
     "accuracy": "Accuracy",
@@ -380,7 +380,7 @@ def _markdown(blocks: list) -> str:
         elif isinstance(block, _Paragraph):
             lines += [block.text, ""]
         elif isinstance(block, _Table):
-            cells = [[c.replace("|", "\\|") for c in row] for row in [block.header] + block.rows]
+            cells = [[c.replace("|", "\\|") for c in row] for row in [block.header, *block.rows]]
             lines.append("| " + " | ".join(cells[0]) + " |")
             lines.append("|" + "---|" * len(block.header))
             lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
