@@ -141,3 +141,17 @@ def test_checkpoint_crafted_to_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         load_checkpoint(path)
     assert not Path("/tmp/neurofm-pwned").exists()
+
+
+@pytest.mark.parametrize("sidecar", ['["sha256"]', '"sha256"', "3", "null", '{"sha256": 5}'])
+def test_sidecar_that_is_json_but_not_a_checksum_object_falls_back_on_resume(tmp_path, sidecar):
+    config = toy_config(run={"checkpoint_every_steps": 4, "keep_last": 3, "max_steps": 12})
+    _trainer(tmp_path, config).fit()
+    manager = CheckpointManager(tmp_path / "checkpoints")
+    newest = manager.periodic()[-1]
+    newest.with_suffix(".json").write_text(sidecar)
+    with pytest.raises(CheckpointError, match=newest.with_suffix(".json").name):
+        load_checkpoint(newest)
+    state, used = manager.load_latest()
+    assert used.name == "step-00000008.pt" and state["step"] == 8
+    assert _trainer(tmp_path, config).fit(resume=True).step == 12

@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,14 @@ class CheckpointManager:
         """Where the best checkpoint is (or would be) written."""
         return self.directory / f"{BEST_NAME}.pt"
 
-    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
-        """Load the newest periodic checkpoint that passes verification.
+    def load_latest(self, map_location: str | torch.device = "cpu",
+                    validate: Callable[[dict[str, Any], Path], None] | None = None,
+                    ) -> tuple[dict[str, Any], Path]:
+        """Load the newest periodic checkpoint that passes verification (and ``validate``, which
+        raises :class:`CheckpointError` for a state it refuses).
 
-        A corrupted or partial one is reported (logged with the reason) and skipped in favour of
-        the previous one. Raises :class:`CheckpointError` when none is usable.
+        A corrupted, partial or refused one is reported (logged with the reason) and skipped in
+        favour of the previous one. Raises :class:`CheckpointError` when none is usable.
         """
         candidates = self.periodic()
         if not candidates:
@@ -93,7 +97,10 @@ class CheckpointManager:
         problems = []
         for path in reversed(candidates):
             try:
-                return load_checkpoint(path, map_location=map_location), path
+                state = load_checkpoint(path, map_location=map_location)
+                if validate is not None:
+                    validate(state, path)
+                return state, path
             except CheckpointError as error:
                 logger.warning("%s; falling back to the previous checkpoint", error)
                 problems.append(str(error))
@@ -128,11 +135,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not sidecar.is_file():
         raise CheckpointError(f"checkpoint {path} has no {sidecar.name}: it was not completely "
                               "written (the run was probably killed while saving)")
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        expected = meta["sha256"]
-    except (ValueError, KeyError) as error:
-        raise CheckpointError(f"checkpoint sidecar {sidecar} is unreadable ({error})") from None
+    expected = checkpoint_meta(path).get("sha256")
+    if not isinstance(expected, str):
+        raise CheckpointError(f"checkpoint sidecar {sidecar} has no sha256 text; the checkpoint "
+                              "cannot be verified")
     digest, _ = _sha256(path)
     if digest != expected:
         raise CheckpointError(f"checkpoint {path} is corrupted: its SHA-256 does not match "
@@ -147,12 +153,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The sidecar metadata (step, epoch, metrics, sha256) of a checkpoint."""
+    """The sidecar metadata (step, epoch, metrics, sha256) of a checkpoint.
+
+    Raises :class:`CheckpointError` when the sidecar is unreadable or not a JSON object.
+    """
     sidecar = Path(path).with_suffix(".json")
     try:
-        return json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
         raise CheckpointError(f"checkpoint sidecar {sidecar} is unreadable ({error})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint sidecar {sidecar} holds a JSON {type(meta).__name__}, "
+                              "not an object; the checkpoint cannot be verified")
+    return meta
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,8 @@ from neurofm.atomic import atomic_write_text
 from neurofm.errors import ConfigError
 
 Precision = Literal["fp32", "bf16", "fp16"]
+# Seeds feed NumPy (32-bit) and torch; ranks and steps are added to them, so they stay 32-bit.
+MAX_SEED = 2**32 - 1
 Objective = Literal["mem", "fip", "mae-time"]
 
 
@@ -142,6 +145,7 @@ class TrainConfig:
         _require(d.stride_seconds > 0, "data.stride_seconds", f"must be positive, got {d.stride_seconds}")
         _require(0 <= d.val_fraction < 1, "data.val_fraction", f"must lie in [0, 1), got {d.val_fraction}")
         _require(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+        _require(0 <= r.seed <= MAX_SEED, "run.seed", f"must lie in [0, {MAX_SEED}], got {r.seed}")
         _require(r.accumulation_steps >= 1, "run.accumulation_steps",
                  f"must be >= 1, got {r.accumulation_steps}")
         _require(r.max_steps is None or r.max_steps >= 1, "run.max_steps",
@@ -528,9 +532,12 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"config option {name} must be a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"config option {name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"config option {name} must be a finite number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config option {name} must be text, got {value!r}")

@@ -43,8 +43,8 @@ from neurofm.engine.pretraining_data import (
     record_of_run,
     write_record,
 )
-from neurofm.engine.trainer import Trainer, TrainResult, seed_everything
-from neurofm.errors import CheckpointError, ConfigError
+from neurofm.engine.trainer import Trainer, TrainResult, all_finite, seed_everything
+from neurofm.errors import CheckpointError, ConfigError, TrainingError
 from neurofm.models.registry import create_model
 
 _M = TypeVar("_M", bound=nn.Module)
@@ -286,6 +286,9 @@ def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
         best = load_checkpoint(trainer.checkpoints.best_path())
         state, step = best["model"], int(best.get("step", step))
     assert state is not None  # the final weights, or the best checkpoint's
+    if not all_finite(state.values()):
+        raise TrainingError(f"the trained weights of run {run_dir} are NaN/Inf; nothing was "
+                            "exported to model/. Lower optim.lr or optim.weight_decay and train again")
     target = export_copy if export_copy is not None else network
     target.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     source = f"best ({config.run.monitor})" if use_best else "final"
