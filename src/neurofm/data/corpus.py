@@ -248,6 +248,11 @@ def _check_array(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
         )
 
 
+def _content_mismatch(path: Path) -> str:
+    return (f"corpus array {path} does not match the sha256 in its manifest entry (its bytes were "
+            f"overwritten or damaged); {_REPAIR_HINT}")
+
+
 def _load_entry(path: Path) -> CorpusEntry:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -315,7 +320,9 @@ class Corpus:
 
     Opening reads the small manifest entries (not the signals) and checks that every entry's
     arrays exist with the shape it states; any damage raises :class:`CorpusError` naming the file.
-    Signals are returned as read-only memory maps, so nothing scales with corpus size in memory.
+    Array contents are checked against their sha256 by :meth:`verify`, or on a recording's first
+    :meth:`signal` read. Signals are returned as read-only memory maps, so nothing scales with
+    corpus size in memory.
 
     Args:
         path: the corpus folder (``OUT/<config_hash>``) or ``OUT`` when it holds one corpus.
@@ -360,6 +367,8 @@ class Corpus:
                 f"  {shown}{more}"
             )
         self._entries = dict(sorted(entries.items()))
+        # Recordings whose array matched its sha256 (kept when a DataLoader copies the corpus).
+        self._verified: set[str] = set()
 
     def _checked_entry(self, entry_path: Path) -> CorpusEntry:
         entry = _load_entry(entry_path)
@@ -407,7 +416,16 @@ class Corpus:
         return self.path / RECORDINGS_DIR / self[recording_id].array_name
 
     def signal(self, recording_id: str) -> np.ndarray:
-        """The recording's float32 ``[C, T]`` signal as a read-only memory map, in the entry's unit."""
+        """The recording's float32 ``[C, T]`` signal as a read-only memory map, in the entry's unit.
+
+        The first time a recording is read through this corpus object, its array is checked
+        against the manifest's sha256 (unless :meth:`verify` already did); a mismatch raises
+        :class:`CorpusError` naming the file.
+        """
+        if recording_id not in self._verified:
+            problems = self.verify([recording_id])
+            if problems:
+                raise CorpusError(problems[0].message)
         return np.load(self.signal_path(recording_id), mmap_mode="r")
 
     def labels(self, recording_id: str) -> np.ndarray | None:
@@ -435,15 +453,19 @@ class Corpus:
             meta=dict(entry.meta),
         )
 
-    def verify(self) -> list[CorpusIssue]:
-        """Recompute every array's sha256 against the manifest; return the mismatches (slow)."""
+    def verify(self, recording_ids: Sequence[str] | None = None) -> list[CorpusIssue]:
+        """Recompute the signal arrays' sha256 (of ``recording_ids``, default all) against the
+        manifest; return the mismatches. Hashing reads every byte (about 0.1 s per 100 MB cached, on
+        two cores); arrays that pass are not hashed again by :meth:`signal`.
+        """
         problems = []
-        for entry in self:
+        for recording_id in self.ids if recording_ids is None else recording_ids:
+            entry = self[recording_id]
             path = self.signal_path(entry.id)
-            if file_sha256(path) != entry.array_sha256:
-                problems.append(
-                    CorpusIssue(path, f"corpus array {path} does not match its sha256; {_REPAIR_HINT}")
-                )
+            if file_sha256(path) == entry.array_sha256:
+                self._verified.add(entry.id)
+            else:
+                problems.append(CorpusIssue(path, _content_mismatch(path)))
         return problems
 
     def summary(self) -> dict[str, Any]:
@@ -524,7 +546,8 @@ class CorpusWriter:
         """The committed entry of ``recording_id`` if it is complete and from the same source bytes.
 
         Returns ``None`` (re-prepare) when there is no entry, the entry is damaged, its arrays are
-        missing or short, or a source file's checksum changed.
+        missing or short, its signal array does not match its sha256, or a source file's checksum
+        changed.
         """
         path = self.entry_path(recording_id)
         if not path.is_file():
@@ -538,6 +561,8 @@ class CorpusWriter:
             if entry.labels_name:
                 _check_array(recordings / entry.labels_name, (entry.n_samples,), np.dtype("<i4"))
         except CorpusError:
+            return None
+        if file_sha256(recordings / entry.array_name) != entry.array_sha256:
             return None
         same_sources = [(s.sha256, s.size) for s in entry.sources] == [
             (s.sha256, s.size) for s in sources

@@ -44,7 +44,7 @@ from neurofm.engine.pretraining_data import (
     write_record,
 )
 from neurofm.engine.trainer import Trainer, TrainResult, all_finite, seed_everything
-from neurofm.errors import CheckpointError, ConfigError, TrainingError
+from neurofm.errors import CheckpointError, ConfigError, CorpusError, TrainingError
 from neurofm.models.registry import create_model
 
 _M = TypeVar("_M", bound=nn.Module)
@@ -216,6 +216,7 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
         data = WindowSplit(corpus, config.data.window_seconds, config.data.stride_seconds,
                            config.data.val_fraction, config.run.seed,
                            exclude=config.data.exclude_recordings)
+        _verify_arrays(data)
         record = pretraining_record_of(config, data)
         if ctx.is_main:
             atomic_write_json(run_dir / "split.json", data.describe())
@@ -306,6 +307,19 @@ def _prefix_of(objective: nn.Module, network: nn.Module) -> str:
         if module is network:
             return f"{name}." if name else ""
     raise ValueError("the network is not part of the objective")
+
+
+def _verify_arrays(data: WindowSplit) -> None:
+    """Check the arrays of every recording the run reads against their sha256 before training
+    (the data loader's workers inherit the result, so nothing is hashed twice).
+
+    Raises :class:`CorpusError` naming each damaged array and saying to re-run ``neurofm prepare``.
+    """
+    problems = data.corpus.verify([*data.train_ids, *data.val_ids])
+    if problems:
+        listed = "\n  ".join(problem.message for problem in problems)
+        raise CorpusError(f"corpus {data.corpus.path}: {len(problems)} recording(s) are damaged; "
+                          f"nothing was trained:\n  {listed}")
 
 
 def _check_corpus(config: TrainConfig, corpus: Corpus) -> None:
