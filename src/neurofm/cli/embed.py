@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurofm.cli import positive_number
 from neurofm.errors import ConfigError
 
 
@@ -33,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a prepared corpus (neurofm prepare) instead of a recording file")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="output: FILE.npy, or FILE.parquet (also writes FILE.npy)")
-    parser.add_argument("--window-seconds", type=float, default=4.0, metavar="S",
+    parser.add_argument("--window-seconds", type=positive_number, default=4.0, metavar="S",
                         help="window length in seconds (default 4; LaBraM takes 1 to 16)")
-    parser.add_argument("--stride-seconds", type=float, default=None, metavar="S",
+    parser.add_argument("--stride-seconds", type=positive_number, default=None, metavar="S",
                         help="distance between window starts (default: the window length)")
     parser.add_argument("--recipe", choices=("labram", "emg"), default="labram",
                         help="preprocessing of a recording file (default labram: 0.1-75 Hz, "

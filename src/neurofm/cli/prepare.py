@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument(
         "--shard",
-        type=parse_shard,
+        type=_shard,
         default=None,
         metavar="i/N",
         help="prepare only shard i of N (0 <= i < N), for independent cluster jobs",
@@ -122,6 +122,14 @@ def _run_all_eeg(args: argparse.Namespace) -> int:
     if args.report:
         atomic_write_json(args.report, report.to_dict())
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """argparse type of ``--shard``: :func:`parse_shard`, its error shown as a usage error."""
+    try:
+        return parse_shard(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -172,6 +172,11 @@ def resolve_source_argument(argument: str | os.PathLike) -> list[RecordingSource
     text = str(argument)
     path = Path(text)
     if path.is_file():
+        if not path.name.lower().endswith(SUPPORTED_EXTENSIONS):
+            raise ConfigError(
+                f"file {path} has no recording extension ({', '.join(SUPPORTED_EXTENSIONS)}); "
+                "rename it with its format's extension so the right reader is used"
+            )
         return [_file_source(path, _recording_stem(path).name)]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if _is_recording_file(p))

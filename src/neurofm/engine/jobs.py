@@ -205,6 +205,9 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
     weights when validation ran, else the final weights).
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is an existing file, not a run folder; choose a "
+                          "folder path (it is created)")
     checkpoints = CheckpointManager(run_dir / "checkpoints")
     if not resume and checkpoints.periodic():
         raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue that "

@@ -31,7 +31,7 @@ from torch import nn
 
 from neurofm.channels import LABRAM_VOCABULARY, vocabulary_indices
 from neurofm.models.blocks import Block
-from neurofm.models.registry import register_model
+from neurofm.models.registry import check_sizes, register_model
 
 #: Samples per patch (1 s at 200 Hz) and the sampling rate every LaBraM network expects.
 PATCH_SIZE = 200
@@ -63,6 +63,9 @@ class LabramConfig:
     init_values: float = 0.1
     drop_path: float = 0.0
     use_mean_pooling: bool = True
+
+    def __post_init__(self) -> None:
+        check_sizes(self, ("embed_dim", "conv_channels", "depth", "num_heads", "mlp_dim"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dictionary of the fields."""

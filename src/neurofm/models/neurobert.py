@@ -36,7 +36,7 @@ from torch import nn
 
 from neurofm.errors import ConfigError
 from neurofm.models.blocks import Block
-from neurofm.models.registry import register_model
+from neurofm.models.registry import check_sizes, register_model
 
 PatchMode = Literal["channel", "mixed"]
 InputNorm = Literal["channel", "window", "none"]
@@ -72,6 +72,8 @@ class NeuroBertConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        check_sizes(self, ("n_times", "patch_len", "embed_dim", "depth", "num_heads", "mlp_dim",
+                           "max_channels"))
         if self.patch_len <= 0 or self.patch_len % 2:
             raise ConfigError(
                 f"patch_len={self.patch_len}: the patch length must be a positive even number of "

@@ -37,6 +37,16 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return _BUILDERS[name](**overrides)
 
 
+def check_sizes(config: object, names: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless each named field of ``config`` is a positive integer
+    (run from model configs' ``__post_init__``, before any tensor is allocated)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{type(config).__name__}.{name}={value!r}: must be a positive "
+                              "integer; fix model_overrides or the model's config.json")
+
+
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
     _import_model_families()

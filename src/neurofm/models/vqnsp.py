@@ -34,7 +34,7 @@ from neurofm.models.labram import (
     as_patches,
     channel_major_valid,
 )
-from neurofm.models.registry import register_model
+from neurofm.models.registry import check_sizes, register_model
 
 
 def _distributed() -> bool:
@@ -236,6 +236,9 @@ class VQNSPConfig:
     decay: float = 0.99
     beta: float = 1.0
     kmeans_init: bool = True
+
+    def __post_init__(self) -> None:
+        check_sizes(self, ("decoder_depth", "code_dim", "n_codes"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dictionary (the encoder config nested)."""

@@ -471,10 +471,16 @@ class FineTunePredictor:
         run_dir = self.out_dir / f"fold{index}"
         saved = run_dir / PREDICTIONS_FILE
         if self.resume and saved.is_file():
-            data = json.loads(saved.read_text(encoding="utf-8"))
-            self.selection[index] = data["selection"]
+            try:
+                data = json.loads(saved.read_text(encoding="utf-8"))
+                selection, predictions = data["selection"], Predictions.from_dict(data["predictions"])
+            except (ValueError, KeyError, TypeError, AttributeError) as error:  # truncated, edited
+                raise ConfigError(f"{saved} is damaged ({type(error).__name__}: {error}); delete it "
+                                  "and run again with --resume: that fold is then evaluated again "
+                                  "from its checkpoints") from None
+            self.selection[index] = selection
             self.init_info = data.get("init", self.init_info)
-            return Predictions.from_dict(data["predictions"])
+            return predictions
         windows = self.windows
         train, val, test = (np.flatnonzero(np.isin(windows.recording, part))
                             for part in (fold.train, fold.val, fold.scored_recordings))
