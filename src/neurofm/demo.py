@@ -105,7 +105,8 @@ class DemoSettings:
         return dataclasses.asdict(self)
 
 
-#: ``neurofm demo``: 12 subjects, 2 of the 6 folds scored (4 test subjects held out of pretraining).
+#: ``neurofm demo``: 12 subjects, 2 of the 8 folds scored (their validation and test subjects held
+#: out of pretraining).
 FULL = DemoSettings(subjects=12, eval_folds=2, tokenizer_steps=300, mem_steps=300, fip_steps=600,
                     finetune_epochs=10)
 #: ``neurofm demo --quick``: the same stages with 6 subjects, one fold and a few steps (smoke test).

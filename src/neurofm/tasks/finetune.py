@@ -10,8 +10,8 @@ a recipe, and for every seed and fold of the task's subject-wise split:
    and ``mlp.fc2`` train together with the head, in ``"full"`` mode everything trains;
 2. trains it with the engine's :class:`~neurofm.engine.trainer.Trainer` on the fold's training
    recordings, with layer-wise lr decay (METHODS.md §5 layer ids) when ``optim.layer_decay`` is
-   set;
-   with balanced class weights by default (``class_weight``; :mod:`neurofm.tasks.imbalance`);
+   set, and with balanced class weights by default (``class_weight``;
+   :mod:`neurofm.tasks.imbalance`);
 3. keeps the epoch with the best validation score (the task's primary metric: AUROC for binary
    tasks, Cohen's kappa for multi-class ones) on the fold's validation recordings and, for a
    binary task, chooses the decision threshold that maximises balanced accuracy on them
