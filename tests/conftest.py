@@ -35,6 +35,24 @@ def mirror_dir() -> Path:
     return MIRROR_DIR
 
 
+@pytest.fixture(scope="module")
+def eegmat_arithmetic(mirror_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """eegmat Subject00-02's arithmetic files (1 min each) copied to their own folder and
+    prepared for the task: ``(folder, corpus)``."""
+    import shutil
+
+    from neurofm.tasks.data import prepare_task_corpus
+    from neurofm.tasks.definitions import get_task
+
+    folder = tmp_path_factory.mktemp("eegmat")
+    for number in range(3):
+        shutil.copyfile(mirror_dir / "eegmat" / f"Subject{number:02d}_2.edf",
+                        folder / f"Subject{number:02d}_2.edf")
+    corpus, _ = prepare_task_corpus(get_task("eegmat"), folder / "corpora", dataset_dir=folder,
+                                    progress=False)
+    return folder, corpus
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     if not (GOLDEN_DIR / "manifest.json").is_file():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,6 @@ from neurofm.engine.pretraining_data import (
 )
 from neurofm.models.checkpoints import save_pretrained
 from neurofm.models.registry import create_model
-from neurofm.tasks.data import prepare_task_corpus
-from neurofm.tasks.definitions import get_task
 
 FAST = ["run.progress=false", "run.tensorboard=false", "data.window_seconds=2",
         "data.stride_seconds=2", "data.batch_size=8", "optim.lr_batch_scaling=none",
@@ -32,15 +29,9 @@ FAST = ["run.progress=false", "run.tensorboard=false", "data.window_seconds=2",
 
 
 @pytest.fixture(scope="module")
-def eegmat_corpus(mirror_dir, tmp_path_factory) -> Corpus:
-    """The arithmetic recordings (1 min each) of eegmat Subject00-02, prepared for the task."""
-    folder = tmp_path_factory.mktemp("eegmat")
-    for number in range(3):
-        shutil.copyfile(mirror_dir / "eegmat" / f"Subject{number:02d}_2.edf",
-                        folder / f"Subject{number:02d}_2.edf")
-    corpus, _ = prepare_task_corpus(get_task("eegmat"), folder / "corpora", dataset_dir=folder,
-                                    progress=False)
-    return corpus
+def eegmat_corpus(eegmat_arithmetic) -> Corpus:
+    """The arithmetic recordings of eegmat Subject00-02, prepared for the task."""
+    return eegmat_arithmetic[1]
 
 
 def test_a_fip_run_records_its_training_and_validation_recordings(eegmat_corpus, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from neurofm.engine.pretraining_data import (
 from neurofm.errors import OverlapError
 from neurofm.models.checkpoints import save_pretrained
 from neurofm.models.registry import create_model
-from neurofm.tasks.data import prepare_task_corpus
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.overlap import (
     check_overlap,
@@ -40,22 +38,10 @@ FAST = ["run.progress=false", "run.tensorboard=false", "data.window_seconds=2",
 
 
 @pytest.fixture(scope="module")
-def eegmat(mirror_dir, tmp_path_factory) -> tuple[Path, Corpus]:
-    """eegmat Subject00-02 (arithmetic files) prepared for the task, in their own folder."""
-    folder = tmp_path_factory.mktemp("eegmat")
-    for number in range(3):
-        shutil.copyfile(mirror_dir / "eegmat" / f"Subject{number:02d}_2.edf",
-                        folder / f"Subject{number:02d}_2.edf")
-    corpus, _ = prepare_task_corpus(get_task("eegmat"), folder / "corpora", dataset_dir=folder,
-                                    progress=False)
-    return folder, corpus
-
-
-@pytest.fixture(scope="module")
-def pretrained(eegmat, tmp_path_factory) -> Path:
+def pretrained(eegmat_arithmetic, tmp_path_factory) -> Path:
     """A one-step FIP run on Subject00 and Subject01 (Subject02 excluded)."""
     run = tmp_path_factory.mktemp("fip")
-    assert main(["pretrain", "--objective", "fip", "--corpus", str(eegmat[1].path),
+    assert main(["pretrain", "--objective", "fip", "--corpus", str(eegmat_arithmetic[1].path),
                  "--out", str(run), "--model", "neurobert_small", *FAST,
                  "data.exclude_recordings=eegmat/Subject02_*"]) == 0
     return run
@@ -65,8 +51,8 @@ def _fold(corpus: Corpus, val: list[str], test: list[str]) -> Split:
     return group_split(corpus, val_groups=val, test_groups=test, name="fold0")
 
 
-def test_a_fold_testing_on_a_pretraining_subject_is_refused_naming_it(eegmat, pretrained):
-    corpus = eegmat[1]
+def test_a_fold_testing_on_a_pretraining_subject_is_refused_naming_it(eegmat_arithmetic, pretrained):
+    corpus = eegmat_arithmetic[1]
     model = str(pretrained / "model")
     with pytest.raises(OverlapError) as caught:
         guard_overlap(model, "eegmat", [_fold(corpus, ["Subject02"], ["Subject01"])], corpus)
@@ -76,8 +62,8 @@ def test_a_fold_testing_on_a_pretraining_subject_is_refused_naming_it(eegmat, pr
     assert "Subject02" not in message  # excluded from pretraining, so not an overlap
 
 
-def test_allow_overlap_lets_it_through_and_the_report_says_what_overlapped(eegmat, pretrained):
-    corpus = eegmat[1]
+def test_allow_overlap_lets_it_through_and_the_report_says_what_overlapped(eegmat_arithmetic, pretrained):
+    corpus = eegmat_arithmetic[1]
     check = guard_overlap(str(pretrained / "model"), "eegmat",
                           [_fold(corpus, ["Subject00"], ["Subject01"])], corpus,
                           allow_overlap=True)
@@ -89,8 +75,8 @@ def test_allow_overlap_lets_it_through_and_the_report_says_what_overlapped(eegma
     assert json.loads(json.dumps(check.to_dict()))["overlaps"][1]["subject"] == "Subject01"
 
 
-def test_a_fold_on_unseen_subjects_passes(eegmat, pretrained):
-    corpus = eegmat[1]
+def test_a_fold_on_unseen_subjects_passes(eegmat_arithmetic, pretrained):
+    corpus = eegmat_arithmetic[1]
     check = guard_overlap(str(pretrained / "model"), "eegmat",
                           [_fold(corpus, [], ["Subject02"])], corpus)
     assert check.applied and not check.overlaps
@@ -99,8 +85,8 @@ def test_a_fold_on_unseen_subjects_passes(eegmat, pretrained):
 
 
 def test_a_checkpoint_without_a_record_warns_and_the_report_says_the_guard_was_not_applied(
-        eegmat, tmp_path, caplog):
-    corpus = eegmat[1]
+        eegmat_arithmetic, tmp_path, caplog):
+    corpus = eegmat_arithmetic[1]
     old = save_pretrained(create_model("neurobert_small"), tmp_path / "old")
     with caplog.at_level(logging.WARNING):
         check = guard_overlap(str(old), "eegmat", [_fold(corpus, [], ["Subject01"])], corpus)
@@ -110,8 +96,8 @@ def test_a_checkpoint_without_a_record_warns_and_the_report_says_the_guard_was_n
         f"Overlap guard not applied: {old} has no pretraining record")
 
 
-def test_the_same_source_file_under_another_id_is_caught(eegmat, tmp_path):
-    folder, corpus = eegmat
+def test_the_same_source_file_under_another_id_is_caught(eegmat_arithmetic, tmp_path):
+    folder, corpus = eegmat_arithmetic
     # Subject02's file prepared into another corpus, under another id and subject, with another
     # recipe (so the arrays differ and only the source file's hash matches).
     source = next(s for s in get_dataset("eegmat").sources(folder) if s.subject == "Subject02")
@@ -129,9 +115,9 @@ def test_the_same_source_file_under_another_id_is_caught(eegmat, tmp_path):
     assert not check_overlap(record, "other", "eegmat", evaluation.subjects).overlaps
 
 
-def test_without_the_corpus_subjects_come_from_the_folds_and_ids_are_compared(eegmat,
+def test_without_the_corpus_subjects_come_from_the_folds_and_ids_are_compared(eegmat_arithmetic,
                                                                              pretrained):
-    corpus = eegmat[1]
+    corpus = eegmat_arithmetic[1]
     fold = _fold(corpus, ["Subject02"], ["Subject01"])
     assert evaluation_subjects([fold]).subjects == {"val": ("Subject02",), "test": ("Subject01",)}
     with pytest.raises(OverlapError, match="test subject Subject01"):
@@ -180,8 +166,8 @@ def test_official_labram_counts_eegbci_as_seen_and_eegmat_as_not(tmp_path):
 
 
 def test_finetune_command_refuses_an_overlapping_checkpoint_before_writing_anything(
-        eegmat, pretrained, tmp_path, capsys):
-    folder, _ = eegmat
+        eegmat_arithmetic, pretrained, tmp_path, capsys):
+    folder, _ = eegmat_arithmetic
     out = tmp_path / "run"
     status = main(["finetune", "--task", "eegmat", "--init", str(pretrained / "model"),
                    "--model", "neurobert_small", "--dataset-dir", str(folder), "--corpus",

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from neurofm.atomic import atomic_write_json
-from neurofm.cli.splits import add_split_argument, print_split_notes, scored_part
+from neurofm.cli.splits import add_split_argument, print_split_notes
 from neurofm.tasks.baselines import evaluate_baseline
 from neurofm.tasks.data import (
     default_corpus_root,
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: EvaluationResult) -> None:
-    scored = scored_part(result.folds[0])
+    scored = result.folds[0].scored_label
     print(f"{result.task_name} / {result.system}: split {result.task['split']['name']}, "
           f"{len(result.folds)} folds, {len(result.subject_metrics)} {scored} "
           f"{result.task['split']['unit']}s, {len(result.predictions.y_true)} {scored} windows")

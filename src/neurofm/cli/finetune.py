@@ -12,7 +12,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from neurofm.cli.splits import add_split_argument, print_split_notes, scored_part
+from neurofm.cli.splits import add_split_argument, print_split_notes
 from neurofm.errors import ConfigError
 from neurofm.models.registry import list_models
 from neurofm.tasks.definitions import list_tasks
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if not ctx.is_main:
         return 0
     first = outcome.results[0]
-    scored = scored_part(first.folds[0])
+    scored = first.folds[0].scored_label
     print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: split {task.split_name}, "
           f"{len(first.folds)} folds, seeds {list(args.seeds)}, {len(first.predictions.y_true)} "
           f"{scored} windows per seed")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 
 from neurofm.atomic import atomic_write_json
-from neurofm.data.prepare import parse_shard, prepare_corpus
+from neurofm.data.prepare import PreparationReport, parse_shard, prepare_corpus
 from neurofm.data.preprocess import PreprocessConfig
 from neurofm.data.pretraining_corpus import (
     CHANNEL_POLICIES,
+    PretrainingCorpusReport,
     evaluation_exclusions,
     prepare_pretraining_corpus,
 )
@@ -118,9 +119,14 @@ def _run_all_eeg(args: argparse.Namespace) -> int:
         strict=args.strict,
         progress=not args.quiet,
     )
+    return _print_report(report, args.report)
+
+
+def _print_report(report: PreparationReport | PretrainingCorpusReport, path: str | None) -> int:
+    """Print the report's summary, also write it as JSON to ``path`` when given; exit status 0."""
     print(report.summary())
-    if args.report:
-        atomic_write_json(args.report, report.to_dict())
+    if path:
+        atomic_write_json(path, report.to_dict())
     return 0
 
 
@@ -154,10 +160,7 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
         progress=not args.quiet,
     )
-    print(report.summary())
-    if args.report:
-        atomic_write_json(args.report, report.to_dict())
-    return 0
+    return _print_report(report, args.report)
 
 
 __all__ = ["recipe_config", "register", "run"]

@@ -17,11 +17,6 @@ def add_split_argument(parser: argparse.ArgumentParser) -> None:
              'file {"train": [...], "val": [...], "test": [...], "source": "..."} of subject ids')
 
 
-def scored_part(fold: Split) -> str:
-    """``"test"`` or ``"validation"``: what a fold's scores are measured on, in words."""
-    return "validation" if fold.scored == "val" else "test"
-
-
 def print_split_notes(folds: Sequence[Split]) -> None:
     """Print what a split says about missing subjects and what is scored, once per note."""
     for note in dict.fromkeys(fold.note for fold in folds if fold.note):

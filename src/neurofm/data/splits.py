@@ -58,6 +58,11 @@ class Split:
         return self.part(self.scored)
 
     @property
+    def scored_label(self) -> str:
+        """``"test"`` or ``"validation"``: what the scores are measured on, in words."""
+        return "validation" if self.scored == "val" else "test"
+
+    @property
     def scored_groups(self) -> tuple[str, ...]:
         """Groups (subjects) of the part a result scores."""
         return tuple(self.groups.get(self.scored, ()))

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from neurofm.channels import vocabulary_indices
+from neurofm.engine.checkpointing import checkpoint_meta
 from neurofm.errors import CheckpointError, ConfigError
 from neurofm.models.checkpoints import (
     backbone_from_masked_model,
@@ -52,6 +53,10 @@ _log = logging.getLogger(__name__)
 _INPUT_SIDE_MODULES = re.compile(r"(?:^|\.)(patch_embed|channel_embed)\.")
 _INPUT_SIDE_TENSORS = re.compile(r"(?:^|\.)(cls_token|pos_embed|mask_token)$")
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+
+
+#: Marks an init string that names an official LaBraM ``.pth`` file.
+OFFICIAL_PREFIX = "official:"
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -112,13 +117,21 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     model.load_state_dict(usable, strict=False)
 
 
-def _is_engine_checkpoint(path: Path) -> bool:
-    sidecar = path.with_suffix(".json")
-    if not (path.is_file() and sidecar.is_file()):
+def init_path(init: str) -> tuple[bool, Path]:
+    """``(official, path)`` of an init string other than ``"scratch"``: whether it carries the
+    ``official:`` prefix, and the path it names (``~`` expanded)."""
+    official = init.startswith(OFFICIAL_PREFIX)
+    return official, Path(init[len(OFFICIAL_PREFIX):] if official else init).expanduser()
+
+
+def is_engine_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a training checkpoint of the engine: a file whose sidecar records its
+    sha256."""
+    if not path.is_file():
         return False
     try:
-        return "sha256" in json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return "sha256" in checkpoint_meta(path)
+    except CheckpointError:
         return False
 
 
@@ -165,8 +178,7 @@ def load_backbone(init: str) -> tuple[nn.Module, dict[str, Any]]:
     if init == "scratch":
         raise ConfigError("'scratch' names no weights to load; pass a checkpoint (a neurofm "
                           "folder, a training checkpoint .pt, or official:PATH)")
-    official = init.startswith("official:")
-    path = Path(init[len("official:"):] if official else init).expanduser()
+    official, path = init_path(init)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm checkpoint "
                               "folder, an official LaBraM .pth file (official:PATH), a training "
@@ -180,7 +192,7 @@ def load_backbone(init: str) -> tuple[nn.Module, dict[str, Any]]:
         name = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model")
         kind = "neurofm"
         backbone = as_backbone(module, str(path))
-    elif not official and _is_engine_checkpoint(path):
+    elif not official and is_engine_checkpoint(path):
         backbone, name = _backbone_from_engine_checkpoint(path)
         kind = "engine"
     else:

@@ -73,10 +73,12 @@ from neurofm.errors import ChannelError, ConfigError
 from neurofm.models.checkpoints import save_pretrained
 from neurofm.objectives.classification import SupervisedObjective, head_size, target_kind
 from neurofm.tasks.backbones import (
+    OFFICIAL_PREFIX,
     TaskNetwork,
     build_backbone,
     check_input,
     family_of,
+    init_path,
     layer_id,
     num_layers,
     unwrap,
@@ -363,8 +365,8 @@ def absolute_init(init: str) -> str:
     stays valid from any working directory."""
     if init == "scratch":
         return init
-    prefix = "official:" if init.startswith("official:") else ""
-    return prefix + str(Path(init[len(prefix):]).expanduser().resolve())
+    official, path = init_path(init)
+    return (OFFICIAL_PREFIX if official else "") + str(path.resolve())
 
 
 def save_lora_adapters(network: TaskNetwork, directory: str | Path, description: Mapping[str, Any]

@@ -33,7 +33,6 @@ from typing import Any
 
 from neurofm.data.corpus import Corpus
 from neurofm.data.splits import Split
-from neurofm.engine.checkpointing import checkpoint_meta
 from neurofm.engine.config import read_yaml
 from neurofm.engine.pretraining_data import (
     PretrainedRecording,
@@ -44,6 +43,7 @@ from neurofm.engine.pretraining_data import (
     run_dir_of_checkpoint,
 )
 from neurofm.errors import CheckpointError, OverlapError
+from neurofm.tasks.backbones import init_path, is_engine_checkpoint
 
 _log = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def _record(init: str, depth: int) -> PretrainingRecord | None:
     if depth > _MAX_CHAIN:
         raise CheckpointError(f"{init}: the chain of inits it was fine-tuned from is longer than "
                               f"{_MAX_CHAIN} (a loop?)")
-    official = init.startswith("official:")
-    path = Path(init[len("official:"):] if official else init).expanduser()
+    official, path = init_path(init)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm model folder, a "
                               "LoRA adapter folder, a training checkpoint .pt, official:PATH or "
@@ -105,7 +104,7 @@ def _record(init: str, depth: int) -> PretrainingRecord | None:
             return record
         base = (read_model_config(path).get("extra") or {}).get("init")
         return None if base is None else _record(str(base), depth + 1)
-    if not official and _is_engine_checkpoint(path):
+    if not official and is_engine_checkpoint(path):
         record = record_of_run_checkpoint(path)
         if record is not None:
             return record
@@ -113,13 +112,6 @@ def _record(init: str, depth: int) -> PretrainingRecord | None:
         base = read_yaml(config_file).get("init") if config_file.is_file() else None
         return None if base is None else _record(str(base), depth + 1)
     return replace(LABRAM_PAPER_RECORD, source=str(path))
-
-
-def _is_engine_checkpoint(path: Path) -> bool:
-    try:
-        return "sha256" in checkpoint_meta(path)
-    except CheckpointError:
-        return False
 
 
 def _read_json(path: Path) -> dict[str, Any]:

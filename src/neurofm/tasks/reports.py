@@ -248,7 +248,7 @@ def _metrics_table(results: Sequence[EvaluationResult], kind: str) -> _Table:
 def _split_table(result: EvaluationResult) -> _Table:
     rows = [[fold.name or str(i)] + [", ".join(fold.groups[part]) or "-"
                                      for part in ("train", "val", "test")]
-            + ["validation" if fold.scored == "val" else "test"]
+            + [fold.scored_label]
             for i, fold in enumerate(result.folds)]
     return _Table(["fold", "train", "validation", "test", "scored"], rows)
 
@@ -327,7 +327,7 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
     blocks += [_Heading("Split"), *_split_paragraphs(first), _split_table(first)]
     bootstrap = first.config.get("bootstrap", {})
     unit = first.task["split"]["unit"]
-    scored = "validation" if first.folds[0].scored == "val" else "test"
+    scored = first.folds[0].scored_label
     blocks += [
         _Heading("Results"),
         _Paragraph(
