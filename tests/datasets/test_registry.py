@@ -38,10 +38,10 @@ def _mirror_sums(mirror_dir: Path, folder: str, name: str = "SHA256SUMS") -> dic
     return download.read_sha256sums(mirror_dir / folder / name)
 
 
-def test_registry_names_the_nine_datasets() -> None:
+def test_registry_names_the_ten_datasets() -> None:
     assert set(list_datasets()) == {
         "eegmat", "dreams_sleep", "myo_gestures", "bi2012_p300", "graz_mi", "eeglab_sample",
-        "eegbci", "dreams_spindles", "formats",
+        "eegbci", "dreams_spindles", "sleep_edf", "formats",
     }
     assert [n for n in list_datasets() if get_dataset(n).modality != "eeg"] == ["myo_gestures"]
 

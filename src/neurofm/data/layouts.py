@@ -513,20 +513,42 @@ def read_dreams_spindles_excerpt(
 # --------------------------------------------------------------------------- Sleep-EDF
 
 
+#: Sleep-EDF hypnogram descriptions that score no stage: labelled ``-1`` and counted in
+#: ``meta["unscored_seconds"]``.
+SLEEP_EDF_UNSCORED: tuple[str, ...] = ("Sleep stage ?", "Movement time")
+
+
+def _edf_signal_rates(path: Path) -> dict[str, float]:
+    """Each signal's own sampling rate (Hz) from an EDF header (MNE reads all at the highest)."""
+    import edfio
+
+    header = edfio.read_edf(path, lazy_load_data=True)
+    return {signal.label: float(signal.sampling_frequency) for signal in header.signals}
+
+
 def read_sleep_edf(psg_path: str | Path, hypnogram_path: str | Path) -> Recording:
     """Read a Sleep-EDF night: the PSG EDF plus its ``*-Hypnogram.edf`` (annotations only).
 
     R&K stages are mapped to AASM with :data:`SLEEP_EDF_TO_AASM` (W, 1->N1, 2->N2, 3 and 4->N3,
-    R->REM; "?" and movement time stay unscored). The PSG comes from
-    :func:`~neurofm.data.readers.read_recording` (µV, label-inferred types); stage annotations
-    are added to its own, and ``labels`` index :data:`SLEEP_STAGES` per sample (``-1`` =
-    unscored). Subject and night come from the ``SC4ssN``/``ST7ssN`` file name when it has one.
-    Stages past the end of the PSG are cut or dropped with a line in ``meta["warnings"]``.
+    R->REM). "Sleep stage ?" and "Movement time" (:data:`SLEEP_EDF_UNSCORED`) stay unscored
+    (label ``-1``, never windowed by a staging task) and their seconds are counted in
+    ``meta["unscored_seconds"]``; ``meta["stage_seconds"]`` counts the scored ones. The PSG comes
+    from :func:`~neurofm.data.readers.read_recording` (µV, label-inferred types) at the rate of
+    its fastest signal (100 Hz in both studies): MNE repeats the samples of slower signals (the
+    cassette study's 1-Hz EMG envelope, respiration and temperature), which
+    ``meta["signal_rates_hz"]`` records and ``meta["warnings"]`` states. Stage annotations are
+    added to the PSG's own, and ``labels`` index :data:`SLEEP_STAGES` per sample. Subject and
+    night come from the ``SC4ssN``/``ST7ssN`` file name when it has one. Stages past the end of
+    the PSG are cut or dropped with a line in ``meta["warnings"]``.
+
+    Raises:
+        RecordingError: naming the hypnogram, for a description that is neither a stage nor one
+            of the unscored ones.
     """
     psg_path, hypnogram_path = Path(psg_path), Path(hypnogram_path)
     recording = read_recording(psg_path)
     annotations = read_annotations_file(hypnogram_path)
-    known = set(SLEEP_EDF_TO_AASM) | {"Sleep stage ?", "Movement time"}
+    known = set(SLEEP_EDF_TO_AASM) | set(SLEEP_EDF_UNSCORED)
     unknown = sorted({a.description for a in annotations} - known)
     if unknown:
         raise RecordingError(
@@ -541,12 +563,28 @@ def read_sleep_edf(psg_path: str | Path, hypnogram_path: str | Path) -> Recordin
     warnings_out = list(recording.meta.get("warnings", []))
     spans = keep_annotations_inside(spans, recording.duration, hypnogram_path, warnings_out)
     labels = _labels_from_stage_spans(spans, recording.n_samples, recording.sfreq)
+    rates = _edf_signal_rates(psg_path) if psg_path.suffix.lower() == ".edf" else {}
+    slower = {name: rate for name, rate in rates.items() if rate < recording.sfreq}
+    if slower:
+        warnings_out.append(
+            f"{psg_path}: {', '.join(f'{n} ({r:g} Hz)' for n, r in slower.items())} recorded "
+            f"below {recording.sfreq:g} Hz; their samples are repeated to {recording.sfreq:g} Hz"
+        )
+    unscored = dict.fromkeys(SLEEP_EDF_UNSCORED, 0.0)
+    for annotation in annotations:
+        if annotation.description in unscored:
+            unscored[annotation.description] += annotation.duration
     name = re.match(r"S[CT]\d(?P<subject>\d\d)(?P<night>\d)", psg_path.name)
     meta: dict[str, Any] = {
         **recording.meta,
+        "reader": "neurofm.data.layouts.read_sleep_edf",
         "hypnogram": str(hypnogram_path),
         "hypnogram_scoring": "R&K mapped to AASM",
         "label_names": list(SLEEP_STAGES),
+        "stage_seconds": {stage: float((labels == i).sum() / recording.sfreq)
+                          for i, stage in enumerate(SLEEP_STAGES)},
+        "unscored_seconds": unscored,
+        "signal_rates_hz": rates,
         "warnings": warnings_out,
     }
     return recording.replace(

@@ -1,4 +1,4 @@
-"""The dataset registry: nine named public datasets, where their files are, and how they become recordings.
+"""The dataset registry: ten named public datasets, where their files are, and how they become recordings.
 
 Each :class:`DatasetSpec` names its public source, licence, files (with the checksums the source
 publishes, where it publishes any) and how its files become :class:`RecordingSource` objects. A
@@ -48,6 +48,7 @@ from neurofm.datasets.download import (
     safe_join,
     write_sha256sums,
 )
+from neurofm.datasets.sleep_edf_checksums import SLEEP_EDF_SHA256
 from neurofm.errors import DatasetError
 
 #: File in a dataset folder holding checksums recorded on first use or given by the user.
@@ -84,6 +85,7 @@ READ_DREAMS_EXCERPT = ReaderRef("neurofm.data.layouts", "read_dreams_excerpt")
 READ_DREAMS_SPINDLES_EXCERPT = ReaderRef("neurofm.data.layouts", "read_dreams_spindles_excerpt")
 READ_BI2012 = ReaderRef("neurofm.data.layouts", "read_bi2012")
 READ_BCI_IV_MI = ReaderRef("neurofm.data.layouts", "read_bci_iv_mi")
+READ_SLEEP_EDF = ReaderRef("neurofm.data.layouts", "read_sleep_edf")
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ _DREAMS_ZENODO = "https://zenodo.org/record/2650142/files/"
 _BI2012_ZENODO = "https://zenodo.org/record/2649069/files/"
 _BCI_IV = "https://www.bbci.de/competition/download/competition_iv/"
 _PHYSIONET_EEGBCI = "https://physionet.org/files/eegmmidb/1.0.0/"
+_PHYSIONET_SLEEP_EDF = "https://physionet.org/files/sleep-edfx/1.0.0/"
 _SPINDLES_COMMIT = "37c0e2c7ad991223556151c586051b283ce5af9b"
 _SPINDLES_RAW = (
     f"https://raw.githubusercontent.com/carlosloza/spindles-HMM/{_SPINDLES_COMMIT}/DatabaseSpindles/"
@@ -561,6 +564,55 @@ def _dreams_spindles() -> DatasetSpec:
     )
 
 
+def _sleep_edf() -> DatasetSpec:
+    files = tuple(
+        RemoteFile(path, _PHYSIONET_SLEEP_EDF + path, digest) for path, digest in SLEEP_EDF_SHA256.items()
+    )
+    # A night is SC4ssN (cassette) or ST7ssN (telemetry): study, subject ss, night N. Its PSG
+    # and its hypnogram share those six characters (the letters after them name the scorer).
+    hypnograms = {
+        Path(path).name[:6]: path for path in SLEEP_EDF_SHA256 if path.endswith("-Hypnogram.edf")
+    }
+    plan = []
+    for path in sorted(p for p in SLEEP_EDF_SHA256 if p.endswith("-PSG.edf")):
+        name = Path(path).name
+        plan.append(
+            RecordingSource(
+                id=f"sleep_edf/{name.removesuffix('-PSG.edf')}",
+                paths=(Path(path), Path(hypnograms[name[:6]])), reader=READ_SLEEP_EDF,
+                # Study prefix kept: SC400 and ST700 are different people.
+                subject=name[:5], session=f"night{name[5]}",
+            )
+        )
+    return DatasetSpec(
+        name="sleep_edf",
+        description=(
+            "PhysioNet Sleep-EDF Expanded 1.0.0: sleep-cassette (SC, 153 nights of 78 healthy "
+            "subjects aged 25-101, at home) and sleep-telemetry (ST, 44 nights of 22 subjects "
+            "with mild difficulty falling asleep, in hospital, temazepam or placebo). PSG EDF "
+            "with EEG Fpz-Cz and Pz-Oz and horizontal EOG at 100 Hz (slower EMG, respiration and "
+            "temperature signals in the cassette study), and a hypnogram EDF of R&K stages per "
+            "30 s (W, 1, 2, 3, 4, R, movement, unscored)."
+        ),
+        task="sleep staging W/N1/N2/N3/REM on 30-s epochs (R&K S3+S4 -> N3), subject-wise splits",
+        license="Open Data Commons Attribution License v1.0",
+        homepage="https://physionet.org/content/sleep-edfx/1.0.0/",
+        citation=(
+            "Kemp B, Zwinderman AH, Tuk B, Kamphuisen HAC, Oberyé JJL. Analysis of a sleep-"
+            "dependent neuronal feedback loop: the slow-wave microcontinuity of the EEG. IEEE "
+            "TBME 47(9):1185-1194, 2000; and Goldberger AL et al., PhysioNet, Circulation "
+            "101(23):e215-e220, 2000."
+        ),
+        mirror_folder="sleep_edf",
+        files=files,
+        recording_plan=tuple(plan),
+        checksum_source=(
+            "SHA256SUMS.txt published with the PhysioNet release (all 398 files), as copied to "
+            "the shared mirror's sleep_edf/PHYSIONET_SHA256SUMS.txt"
+        ),
+    )
+
+
 #: MNE testing-data reader fixtures: relative path -> reader keyword arguments.
 _MNE_FORMAT_RECORDINGS: dict[str, dict[str, Any]] = {
     "edf/test_reduced.edf": {},
@@ -638,7 +690,7 @@ _CATALOGUE: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         _eegmat(), _dreams_sleep(), _myo_gestures(), _bi2012_p300(), _graz_mi(), _eeglab_sample(),
-        _eegbci(), _dreams_spindles(), _formats(),
+        _eegbci(), _dreams_spindles(), _sleep_edf(), _formats(),
     )
 }
 
