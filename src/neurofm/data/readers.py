@@ -15,13 +15,23 @@ One entry point, :func:`read_recording`, dispatches on the file extension to MNE
 
 Every failure (unknown extension, unreadable, truncated or corrupted file) raises
 :class:`~neurofm.errors.RecordingError` naming the file, the problem and what to do.
+
+Before any sample is read, the header is checked against :class:`ReaderLimits` (sampling rate,
+EDF/BDF record duration, size in memory; raise them with ``NEUROFM_MAX_SFREQ``,
+``NEUROFM_MAX_RECORD_SECONDS``, ``NEUROFM_MAX_RECORDING_GB``). An EDF/BDF file whose signals
+have different rates is read as MNE reads it (the slower signals resampled to the fastest rate),
+and the resampled signals are named, with their own rates, in ``meta["warnings"]`` and the log.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +39,9 @@ import mne
 import numpy as np
 
 from neurofm.data.recording import Annotation, Recording
-from neurofm.errors import RecordingError
+from neurofm.errors import ConfigError, RecordingError
+
+logger = logging.getLogger(__name__)
 
 # Extension (lower case) -> (name of the MNE reader, default keyword arguments).
 _MNE_READERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -50,6 +62,61 @@ _CHANNELS_PER_COPY = 8
 
 #: File extensions :func:`read_recording` accepts.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_MNE_READERS)
+
+# ReaderLimits field -> the environment variable that sets it.
+_LIMIT_VARIABLES = {"max_sfreq": "NEUROFM_MAX_SFREQ",
+                    "max_record_seconds": "NEUROFM_MAX_RECORD_SECONDS",
+                    "max_gigabytes": "NEUROFM_MAX_RECORDING_GB"}
+
+# Bytes per sample and channel while reading: MNE's float64 buffer plus neurofm's float32 copy.
+_BYTES_PER_SAMPLE_READ = 12
+
+
+@dataclass(frozen=True)
+class ReaderLimits:
+    """Bounds a recording's header must respect before its samples are read.
+
+    Attributes:
+        max_sfreq: highest sampling rate accepted, Hz (EEG and surface EMG stay far below 20 kHz;
+            a header claiming more is damaged, or the file is not EEG/EMG).
+        max_record_seconds: longest EDF/BDF data record accepted, s (files use 0.1 to 60 s).
+        max_gigabytes: largest recording accepted, as the memory reading it takes (12 bytes per
+            sample and channel), GB.
+    """
+
+    max_sfreq: float = 20_000.0
+    max_record_seconds: float = 3600.0
+    max_gigabytes: float = 16.0
+
+    def __post_init__(self) -> None:
+        for name in _LIMIT_VARIABLES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):
+                raise ConfigError(f"reader limit {name}={value!r} must be a finite number > 0")
+
+    @classmethod
+    def from_environment(cls) -> ReaderLimits:
+        """The defaults, each replaced by its environment variable (:data:`_LIMIT_VARIABLES`)."""
+        values: dict[str, float] = {}
+        for name, variable in _LIMIT_VARIABLES.items():
+            text = os.environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"environment variable {variable}={text!r} must be a finite "
+                                  "number > 0")
+            values[name] = value
+        return cls(**values)
+
+    def how_to_raise(self, name: str) -> str:
+        return (f"if the file is right, raise the bound with the environment variable "
+                f"{_LIMIT_VARIABLES[name]} (or ReaderLimits({name}=...))")
+
 
 # European Data Format family: the header states how many bytes the data must take, so a
 # truncated file can be recognised before MNE reads zeros or garbage past its end.
@@ -132,11 +199,14 @@ def _edf_header_error(path: Path, extension: str, problem: str) -> RecordingErro
     )
 
 
-def _check_edf_header(path: Path, extension: str) -> None:
-    """Validate an EDF/BDF header and refuse a file that holds less data than it promises.
+def _check_edf_header(path: Path, extension: str, limits: ReaderLimits) -> dict[str, float]:
+    """Validate an EDF/BDF header; return each data signal's sampling rate (Hz) by label.
 
-    MNE reads some damaged headers without complaint (a garbled physical range silently rescales
-    the signal), so the fields that determine the numbers are checked here first.
+    Refuses a file that holds less data than it promises, a record duration that is not a
+    positive number up to ``limits.max_record_seconds`` (MNE would assume 1 s for 0 and derive
+    wrong rates), and a signal faster than ``limits.max_sfreq``. MNE reads some damaged headers
+    without complaint (a garbled physical range silently rescales the signal), so the fields that
+    determine the numbers are checked here first.
     """
     sample_bytes = _EDF_SAMPLE_BYTES[extension]
     with path.open("rb") as handle:
@@ -152,11 +222,12 @@ def _check_edf_header(path: Path, extension: str) -> None:
         try:
             header_bytes = int(fixed[184:192].decode("ascii").strip())
             n_records = int(fixed[236:244].decode("ascii").strip())
+            record_seconds = float(fixed[244:252].decode("ascii").strip())
             n_signals = int(fixed[252:256].decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
             raise _edf_header_error(
-                path, extension, "header size, number of data records or number of signals is "
-                "not a number"
+                path, extension, "header size, number of data records, record duration or number "
+                "of signals is not a number"
             ) from None
         if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
             raise _edf_header_error(
@@ -184,15 +255,17 @@ def _check_edf_header(path: Path, extension: str) -> None:
     digital_min = numbers(120, "digital minimum", int)
     digital_max = numbers(128, "digital maximum", int)
     samples_per_record = numbers(216, "samples per data record", int)
+    labels = [signal_header[i * 16 : (i + 1) * 16].decode("latin-1").strip()
+              for i in range(n_signals)]
     for i in range(n_signals):
         if digital_max[i] <= digital_min[i] or physical_max[i] == physical_min[i]:
-            label = signal_header[i * 16 : (i + 1) * 16].decode("latin-1").strip()
             raise _edf_header_error(
-                path, extension, f"signal {i} ({label!r}) has an empty digital or physical range"
+                path, extension, f"signal {i} ({labels[i]!r}) has an empty digital or physical range"
             )
+    rates = _edf_rates(path, extension, record_seconds, labels, samples_per_record, limits)
     if n_records < 0:
         # -1 means "unknown" in EDF (a recording still being written); MNE derives it from the size.
-        return
+        return rates
     expected = header_bytes + n_records * sum(samples_per_record) * sample_bytes
     actual = path.stat().st_size
     if actual < expected:
@@ -201,6 +274,55 @@ def _check_edf_header(path: Path, extension: str) -> None:
             f"{n_records} data records ({expected} bytes) but the file has {actual} bytes; it "
             "was cut off during copying or recording: download or export it again"
         )
+    return rates
+
+
+def _edf_rates(path: Path, extension: str, record_seconds: float, labels: list[str],
+               samples_per_record: list[int], limits: ReaderLimits) -> dict[str, float]:
+    """The data signals' rates (annotation signals left out), checked against ``limits``."""
+    name = extension.upper().lstrip(".")
+    if not math.isfinite(record_seconds) or record_seconds <= 0:
+        raise RecordingError(
+            f"{path}: the {name} header gives a data-record duration of {record_seconds:g} s, so "
+            "the sampling rates cannot be derived (MNE would assume 1 s); the header is damaged "
+            "or the file holds only annotations (read it with read_annotations_file): export it "
+            "again with its real record duration"
+        )
+    if record_seconds > limits.max_record_seconds:
+        raise RecordingError(
+            f"{path}: the {name} header gives a data-record duration of {record_seconds:g} s, "
+            f"above the bound of {limits.max_record_seconds:g} s (files use 0.1 to 60 s); the "
+            f"header is probably damaged: export the file again; "
+            + limits.how_to_raise("max_record_seconds")
+        )
+    rates = {
+        label: count / record_seconds
+        for label, count in zip(labels, samples_per_record)
+        if label not in ("EDF Annotations", "BDF Annotations")
+    }
+    if rates and max(rates.values()) > limits.max_sfreq:
+        label, rate = max(rates.items(), key=lambda item: item[1])
+        raise RecordingError(
+            f"{path}: signal {label!r} is sampled at {rate:g} Hz ({name} header), above the bound "
+            f"of {limits.max_sfreq:g} Hz for EEG/EMG; reading it would take memory and time out "
+            "of proportion, and such a rate usually means a damaged header; resample the file "
+            "below the bound first, or " + limits.how_to_raise("max_sfreq")
+        )
+    return rates
+
+
+def _mixed_rate_warning(path: Path, rates: dict[str, float]) -> str | None:
+    """One line naming the signals MNE resamples to the fastest rate, or ``None``."""
+    if len(set(rates.values())) <= 1:
+        return None
+    fastest = max(rates.values())
+    slower: dict[float, list[str]] = {}
+    for label, rate in rates.items():
+        if rate != fastest:
+            slower.setdefault(rate, []).append(label)
+    groups = "; ".join(f"{rate:g} Hz: {', '.join(labels)}" for rate, labels in sorted(slower.items()))
+    return (f"{path}: signals at different sampling rates; these were resampled by MNE to "
+            f"{fastest:g} Hz, their content is limited to half their own rate ({groups})")
 
 
 # Neuroscan CNT: the header stores where the event table (after the samples) starts.
@@ -254,34 +376,70 @@ def _explain_mne_failure(path: Path, reader_name: str, error: Exception) -> Reco
     )
 
 
-def read_raw(path: str | Path, **kwargs: Any) -> mne.io.BaseRaw:
+def read_raw(path: str | Path, *, limits: ReaderLimits | None = None, **kwargs: Any) -> mne.io.BaseRaw:
     """Open ``path`` with the MNE reader for its extension, preloaded; errors become RecordingError.
 
+    The header is checked against ``limits`` (default :meth:`ReaderLimits.from_environment`)
+    before any sample is read. An EDF/BDF file with signals at different rates is read as MNE
+    does (resampled to the fastest) with a :class:`UserWarning` naming the resampled signals.
     ``kwargs`` go to the MNE reader (e.g. ``data_format="int16"`` for a CNT file whose header
     does not give the number of samples).
     """
     path = Path(path)
+    limits = limits if limits is not None else ReaderLimits.from_environment()
     if not path.is_file():
         raise RecordingError(f"{path}: no such file; check the path (and the dataset mirror)")
     reader_name, reader, options = _mne_reader(path)
     extension = _extension(path)
+    rates: dict[str, float] = {}
     if extension in _EDF_SAMPLE_BYTES:
-        _check_edf_header(path, extension)
+        rates = _check_edf_header(path, extension, limits)
     elif extension == ".cnt":
         _check_cnt_size(path)
     options.update(kwargs)
     try:
-        raw = reader(path, preload=True, verbose="warning", **options)
-    except MemoryError:
-        raise  # a recording too large for this machine is not a damaged file
+        raw = reader(path, preload=False, verbose="warning", **options)
     except Exception as error:  # MNE raises many types for damaged files; all mean "unreadable"
         raise _explain_mne_failure(path, reader_name, error) from error
+    _check_raw_header(path, raw, limits)
+    try:
+        raw.load_data(verbose="warning")
+    except MemoryError:
+        raise  # a recording too large for this machine is not a damaged file
+    except Exception as error:
+        raise _explain_mne_failure(path, reader_name, error) from error
+    mixed = _mixed_rate_warning(path, rates)
+    if mixed is not None:
+        logger.warning(mixed)
+        warnings.warn(mixed.removeprefix(f"{path}: "), UserWarning, stacklevel=2)
     if raw.n_times == 0 or len(raw.ch_names) == 0:
         raise RecordingError(
             f"{path}: holds no samples ({len(raw.ch_names)} channels, {raw.n_times} samples); "
             "the file is empty or its header is wrong: download or export it again"
         )
     return raw
+
+
+def _check_raw_header(path: Path, raw: mne.io.BaseRaw, limits: ReaderLimits) -> None:
+    """Refuse, from what MNE read of the header, a rate or size beyond ``limits``."""
+    sfreq = float(raw.info["sfreq"])
+    if not math.isfinite(sfreq) or sfreq <= 0:
+        raise RecordingError(f"{path}: the header gives a sampling rate of {sfreq:g} Hz; the "
+                             "header is damaged: export the file again")
+    if sfreq > limits.max_sfreq:
+        raise RecordingError(
+            f"{path}: sampled at {sfreq:g} Hz, above the bound of {limits.max_sfreq:g} Hz for "
+            "EEG/EMG; reading it would take memory and time out of proportion, and such a rate "
+            "usually means a damaged header; resample the file below the bound first, or "
+            + limits.how_to_raise("max_sfreq")
+        )
+    gigabytes = raw.n_times * len(raw.ch_names) * _BYTES_PER_SAMPLE_READ / 1e9
+    if gigabytes > limits.max_gigabytes:
+        raise RecordingError(
+            f"{path}: {len(raw.ch_names)} channels x {raw.n_times} samples would take "
+            f"{gigabytes:.1f} GB to read, above the bound of {limits.max_gigabytes:g} GB; split "
+            "the recording into shorter files, or " + limits.how_to_raise("max_gigabytes")
+        )
 
 
 def _annotations_from_mne(raw: mne.io.BaseRaw) -> list[Annotation]:
@@ -355,24 +513,26 @@ def recording_from_raw(
     )
 
 
-def read_recording(path: str | Path, **kwargs: Any) -> Recording:
+def read_recording(path: str | Path, *, limits: ReaderLimits | None = None, **kwargs: Any) -> Recording:
     """Read one recording in any format MNE reads (chosen by extension) into a :class:`Recording`.
 
     Extensions: ``.edf`` (EDF/EDF+), ``.bdf``, ``.gdf``, ``.fif``, ``.vhdr`` (BrainVision),
     ``.set`` (EEGLAB), ``.cnt`` (Neuroscan), ``.eeg`` (Nihon Kohden), ``.lay`` (Persyst).
     ``kwargs`` are passed to the MNE reader (``data_format="int16"`` for a CNT file whose
-    header claims 0 samples). Returns a float32 ``[C, T]`` signal in microvolts for channels
+    header claims 0 samples); ``limits`` bound the header (:class:`ReaderLimits`, default from
+    the environment). Returns a float32 ``[C, T]`` signal in microvolts for channels
     with a volt unit (``unit="uV"``), MNE's channel types corrected from the labels, the
     file's annotations, and ``meta`` with ``reader``, ``original_units``, ``channel_units``,
     ``mains_freq`` (``None`` when the file does not say), ``inferred_types`` and ``warnings``.
 
     Raises:
-        RecordingError: unknown extension, missing, unreadable, truncated or corrupted file.
+        RecordingError: unknown extension, missing, unreadable, truncated or corrupted file, or
+            a header beyond ``limits``.
     """
     path = Path(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        raw = read_raw(path, **kwargs)
+        raw = read_raw(path, limits=limits, **kwargs)
     reader_name = _MNE_READERS[_extension(path)][0]
     mne_warnings = [f"{path}: {str(w.message).strip()}" for w in caught]
     return recording_from_raw(raw, path, reader_name, mne_warnings)
