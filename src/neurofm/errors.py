@@ -42,3 +42,7 @@ class TrainingError(NeurofmError):
 class OverlapError(ConfigError):
     """A checkpoint was pretrained on subjects the task validates or tests on (the overlap guard,
     :mod:`neurofm.tasks.overlap`); ``--allow-overlap`` lets the run go on, reported."""
+
+
+class FolderInUseError(NeurofmError):
+    """An output folder is locked by another live neurofm process (:mod:`neurofm.locks`)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from neurofm.cli import bounded_int
 from neurofm.demo import FULL, QUICK, run_demo
-from neurofm.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="smoke-test size: fewer subjects, one fold, a few steps")
     parser.add_argument("--mirror", default=None, metavar="DIR",
                         help="dataset mirror holding verified files (default: NEUROFM_MIRROR)")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
+    parser.add_argument("--threads", type=bounded_int(1, 1024), default=1, metavar="N",
                         help="torch threads (default 1: the demo's models are small, and on a busy "
                              "2-core machine one thread ran their training steps 5 to 30 times "
                              "faster than two, whose OpenMP threads wait for each other)")
@@ -44,8 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; the stage lines, the results table and the output paths go to stdout."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     run_demo(args.out, quick=args.quick, mirror=args.mirror, progress=not args.quiet,
              threads=args.threads)
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurofm.cli import positive_number
+from neurofm.cli import count, positive_number
 from neurofm.errors import ConfigError
 
 
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--recipe", choices=("labram", "emg"), default="labram",
                         help="preprocessing of a recording file (default labram: 0.1-75 Hz, "
                              "notch, 200 Hz, 100 uV)")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
+    parser.add_argument("--batch-size", type=count, default=64, metavar="N",
                         help="windows per forward pass (default 64)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to run (default: CUDA when available)")
@@ -59,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a RECORDING_FILE or --corpus DIR (exactly one)")
     if args.corpus is not None and args.recipe != "labram":
         raise ConfigError("--recipe applies to a recording file; a corpus is already prepared")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not str(args.out).endswith((".npy", ".parquet")):
         raise ConfigError(f"--out {args.out}: the output must end in .npy or .parquet")
     options = dict(window_seconds=args.window_seconds, stride_seconds=args.stride_seconds,

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from neurofm.atomic import atomic_write_json
+from neurofm.cli import count, seed
 from neurofm.cli.splits import add_split_argument, print_split_notes
 from neurofm.tasks.baselines import evaluate_baseline
 from neurofm.tasks.data import (
@@ -57,12 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset-dir", default=None, metavar="DIR",
                         help="a folder laid out like the dataset (files not checksummed), "
                              "instead of the registry's verified files")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    parser.add_argument("--bootstrap", type=count, default=1000, metavar="N",
                         help="bootstrap resamples over subjects for the CIs (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--max-folds", type=int, default=None, metavar="K",
+    parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--max-folds", type=count, default=None, metavar="K",
                         help="run only the first K folds (quick checks)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=count, default=1,
                         help="processes for corpus preparation (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

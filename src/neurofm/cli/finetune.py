@@ -12,8 +12,10 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from neurofm.cli import count, seed
 from neurofm.cli.splits import add_split_argument, print_split_notes
 from neurofm.errors import ConfigError
+from neurofm.locks import run_folder_lock
 from neurofm.models.registry import list_models
 from neurofm.tasks.definitions import list_tasks
 from neurofm.tasks.reports import format_interval
@@ -72,11 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "instead of the registry's verified files")
     parser.add_argument("--config", default=None, metavar="YAML",
                         help="YAML file with config options (below flags and key=value)")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+    parser.add_argument("--epochs", type=count, default=None, metavar="N",
                         help="training epochs per fold (the warm-up keeps the recipe's fraction)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+    parser.add_argument("--seeds", type=seed, nargs="+", default=[0], metavar="S",
                         help="seeds; each trains every fold once (default: 0; the papers use 5)")
-    parser.add_argument("--max-folds", type=int, default=None, metavar="K",
+    parser.add_argument("--max-folds", type=count, default=None, metavar="K",
                         help="run only the first K folds (quick checks)")
     parser.add_argument("--system", default=None, metavar="NAME",
                         help="the system's name in results and reports (default: MODEL INIT MODE)")
@@ -91,9 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "report then says so)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a run in OUT: reuse finished folds, resume interrupted ones")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    parser.add_argument("--bootstrap", type=count, default=1000, metavar="N",
                         help="bootstrap resamples over subjects for the CIs (default 1000)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=count, default=1,
                         help="processes for corpus preparation (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -113,10 +115,6 @@ def run(args: argparse.Namespace) -> int:
     from neurofm.tasks.evaluate import EvaluationResult
     from neurofm.tasks.finetune import load_finetune_config, run_finetune
 
-    if args.max_folds is not None and args.max_folds < 1:
-        raise ConfigError(f"--max-folds must be >= 1, got {args.max_folds}")
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
     out_dir = Path(args.out)
@@ -154,11 +152,12 @@ def run(args: argparse.Namespace) -> int:
     folds = task_folds(task, corpus)
     if ctx.is_main:
         print_split_notes(folds)
-    outcome = run_finetune(
-        config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
-        system=args.system, baseline=not args.no_baseline, resume=args.resume,
-        n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path),
-        compare=compare, allow_overlap=args.allow_overlap)
+    with run_folder_lock(out_dir, "finetune"):
+        outcome = run_finetune(
+            config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
+            system=args.system, baseline=not args.no_baseline, resume=args.resume,
+            n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path),
+            compare=compare, allow_overlap=args.allow_overlap)
 
     if not ctx.is_main:
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from neurofm.atomic import atomic_write_json
+from neurofm.cli import bounded_int, count
 from neurofm.data.prepare import PreparationReport, parse_shard, prepare_corpus
 from neurofm.data.preprocess import PreprocessConfig
 from neurofm.data.pretraining_corpus import (
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="mains frequency to notch (default: 50 for labram, none for emg)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--workers", type=count, default=1, help="parallel processes (default 1)")
     parser.add_argument(
         "--shard",
         type=_shard,
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="leave out the validation and test subjects of TASK (needs --split)")
     corpus.add_argument("--split", default=None, metavar="NAME",
                         help="the named split of --exclude-task (e.g. fixed, cv)")
-    corpus.add_argument("--fold", type=int, default=None, metavar="K",
+    corpus.add_argument("--fold", type=bounded_int(0, 10**6), default=None, metavar="K",
                         help="with --exclude-task: leave out only fold K's validation and test "
                              "subjects (one pretraining corpus per fold; fine-tune with "
                              "--init 'RUN{fold}/model')")
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         strict=args.strict,
         progress=not args.quiet,
+        lock_wait=0.0,  # a second `neurofm prepare` into the same corpus is refused, not queued
     )
     return _print_report(report, args.report)
 

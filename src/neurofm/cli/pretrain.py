@@ -11,6 +11,7 @@ from typing import Any
 
 from neurofm.engine.config import ConfigT, PretrainConfig, load_config
 from neurofm.engine.jobs import run_job
+from neurofm.locks import run_folder_lock
 
 OVERRIDES_HELP = ("config overrides as dotted key=value pairs, applied last, e.g. optim.lr=1e-4 "
                   "data.batch_size=32 run.precision=bf16 run.max_steps=1000")
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging()
     config = resolve_config(PretrainConfig, args, {"objective": args.objective,
                                                    "tokenizer": args.tokenizer})
-    result = run_job(config, args.corpus, args.out, resume=args.resume)
+    with run_folder_lock(args.out, "pretrain"):
+        result = run_job(config, args.corpus, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         finite = [loss for loss in result.losses if loss == loss]
         last = f"{finite[-1]:.4f}" if finite else "n/a"

@@ -9,6 +9,7 @@ import os
 from neurofm.cli.pretrain import add_training_arguments, configure_logging, resolve_config
 from neurofm.engine.config import TokenizerTrainConfig
 from neurofm.engine.jobs import run_job
+from neurofm.locks import run_folder_lock
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``neurofm tokenizer train``."""
     configure_logging()
     config = resolve_config(TokenizerTrainConfig, args, {})
-    result = run_job(config, args.corpus, args.out, resume=args.resume)
+    with run_folder_lock(args.out, "tokenizer train"):
+        result = run_job(config, args.corpus, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         used = result.last_metrics.get("codebook_used_fraction")
         perplexity = result.last_metrics.get("batch_perplexity")

@@ -10,11 +10,13 @@ so N independent jobs fill one corpus.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
@@ -23,11 +25,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from neurofm.data.corpus import CorpusWriter, SourceFile
+from neurofm.data.corpus import MANIFEST_DIR, RECORDINGS_DIR, CorpusWriter, SourceFile
 from neurofm.data.preprocess import PreprocessConfig, preprocess
 from neurofm.data.readers import SUPPORTED_EXTENSIONS, read_recording
 from neurofm.data.sources import RecordingSource
-from neurofm.errors import ConfigError, CorpusError, NeurofmError, RecordingError
+from neurofm.errors import ConfigError, CorpusError, FolderInUseError, NeurofmError, RecordingError
+from neurofm.locks import LOCK_NAME, FolderLock, lock_holder, remove_stale_temporaries
 
 PREPARED, SKIPPED, FAILED = "prepared", "skipped", "failed"
 
@@ -265,6 +268,7 @@ def prepare_corpus(
     strict: bool = False,
     progress: bool = True,
     start_method: str | None = None,
+    lock_wait: float | None = None,
 ) -> PreparationReport:
     """Prepare ``sources`` into the corpus ``out_dir/<config.hash()>`` and report per source.
 
@@ -278,10 +282,14 @@ def prepare_corpus(
         progress: show a tqdm bar.
         start_method: ``multiprocessing`` start method of the workers (default: the platform's;
             everything a worker receives pickles, so ``"spawn"`` works too).
+        lock_wait: seconds to wait while another run prepares into the same corpus (``None``:
+            until it ends, then this run finds its recordings done; ``neurofm prepare`` uses 0).
 
     Raises:
         RecordingError: under ``strict``, for the first source that failed.
         CorpusError: when writing fails (disk full, permission); the corpus stays consistent.
+        FolderInUseError: another live run prepares the corpus (after ``lock_wait``), the same
+            shard, or shards of another ``N``.
     """
     config = config if config is not None else PreprocessConfig.labram()
     if workers < 1:
@@ -290,6 +298,15 @@ def prepare_corpus(
     if shard is not None:
         resolved = shard_sources(resolved, shard)
     writer = CorpusWriter(out_dir, config)
+    with corpus_lock(writer.path, shard, lock_wait):
+        return _prepare_locked(resolved, out_dir, writer, config, workers, shard, strict, progress,
+                               start_method)
+
+
+def _prepare_locked(resolved: list[RecordingSource], out_dir: str | os.PathLike,
+                    writer: CorpusWriter, config: PreprocessConfig, workers: int,
+                    shard: tuple[int, int] | None, strict: bool, progress: bool,
+                    start_method: str | None) -> PreparationReport:
     report = PreparationReport(writer.path, writer.config_hash, shard=shard)
     bar = tqdm(total=len(resolved), desc="prepare", unit="rec", disable=not progress)
     outcomes: dict[str, SourceOutcome] = {}
@@ -317,6 +334,57 @@ def prepare_corpus(
     return report
 
 
+_SHARD_LOCK = re.compile(re.escape(LOCK_NAME) + r"\.shard-(\d+)-of-(\d+)$")
+
+
+@contextlib.contextmanager
+def corpus_lock(corpus_path: Path, shard: tuple[int, int] | None,
+                wait: float | None = 0.0) -> Iterator[None]:
+    """Hold the corpus folder for one preparation run, and remove killed runs' temp files.
+
+    An unsharded run holds the corpus lock (:data:`~neurofm.locks.LOCK_NAME`) throughout and is
+    refused while shard runs are alive. Shard ``i/N`` holds its own ``.shard-i-of-N`` lock, so
+    shards of one ``N`` run side by side (they own disjoint recordings), while the same shard
+    twice, or shards of another ``N`` (their recordings overlap), are refused. Temp files left
+    in the corpus are deleted only by a run that finds no other holder alive, under the corpus
+    lock, which shard runs take while they register.
+    """
+    main = FolderLock(corpus_path / LOCK_NAME, "neurofm prepare"
+                      + (f" --shard {shard[0]}/{shard[1]}" if shard else ""))
+    main.acquire(wait)
+    own: FolderLock | None = None
+    try:
+        shard_holders = []
+        for path in sorted(corpus_path.glob(f"{LOCK_NAME}.shard-*")):
+            match = _SHARD_LOCK.match(path.name)
+            holder = lock_holder(path) if match else None
+            if match and holder is not None:
+                shard_holders.append(((int(match.group(1)), int(match.group(2))), holder))
+        for (index, count), holder in shard_holders:
+            if shard is None or count != shard[1] or index == shard[0]:
+                what = "this corpus" if shard is None or count != shard[1] else "this shard"
+                raise FolderInUseError(
+                    f"{corpus_path} is in use by {holder.describe()}, preparing shard "
+                    f"{index}/{count} of it, which overlaps {what}; wait for it to finish or stop "
+                    "it (shards of one corpus must share the same N)")
+        if shard is not None:
+            own = FolderLock(corpus_path / f"{LOCK_NAME}.shard-{shard[0]}-of-{shard[1]}",
+                             main.command)
+            own.acquire(0.0)
+        if not shard_holders:
+            for folder in (corpus_path, corpus_path / RECORDINGS_DIR, corpus_path / MANIFEST_DIR):
+                remove_stale_temporaries(folder)
+    except BaseException:
+        main.release()
+        raise
+    if own is not None:
+        main.release()  # other shards may now register
+    try:
+        yield
+    finally:
+        (own or main).release()
+
+
 def _prepare_in_processes(
     sources: list[RecordingSource],
     root: str,
@@ -341,6 +409,7 @@ def _prepare_in_processes(
 __all__ = [
     "PreparationReport",
     "SourceOutcome",
+    "corpus_lock",
     "parse_shard",
     "prepare_corpus",
     "resolve_source_argument",
