@@ -8,6 +8,10 @@ A checkpoint is two files in ``<run>/checkpoints/``:
 - ``step-00001200.json``: its SHA-256, size, step, epoch and metrics, written atomically *after*
   the ``.pt`` file, so a checkpoint without its sidecar is one whose writer was killed.
 
+A save killed midway leaves a ``.tmp-step-*`` file; :class:`CheckpointManager` removes such
+leftovers when it starts, unless another live process holds the run folder's lock
+(:mod:`neurofm.locks`), whose save may be in flight.
+
 Loading verifies the sidecar and the checksum, then calls ``torch.load(weights_only=True)``, which
 cannot run code from the file. A missing, partial or corrupted checkpoint raises
 :class:`~neurofm.errors.CheckpointError`; :meth:`CheckpointManager.load_latest` then falls back
@@ -30,6 +34,7 @@ import torch
 
 from neurofm.atomic import atomic_path, atomic_write_json
 from neurofm.errors import CheckpointError
+from neurofm.locks import holder_other_than_me, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,9 @@ class CheckpointManager:
         directory: where checkpoints live (created on the first save).
         keep_last: how many periodic checkpoints to keep; older ones are deleted after a save.
         enabled: False on ranks other than 0 (saves are then no-ops; loading still works).
+
+    An enabled manager deletes the temp files of killed saves in ``directory`` when it starts,
+    unless the nearest lock up the tree (the run folder's) is held by another live process.
     """
 
     def __init__(self, directory: str | Path, keep_last: int = 3, enabled: bool = True) -> None:
@@ -52,6 +60,21 @@ class CheckpointManager:
         self.directory = Path(directory)
         self.keep_last = keep_last
         self.enabled = enabled
+        if enabled:
+            self.remove_stale_temporaries()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the ``.tmp-*`` files killed saves left here; return them.
+
+        Does nothing while another live process holds the run folder's lock: the temp file may
+        then be its save in progress.
+        """
+        holder = holder_other_than_me(self.directory)
+        if holder is not None:
+            logger.info("not removing temp files in %s: the run folder is in use by %s",
+                        self.directory, holder.describe())
+            return []
+        return remove_stale_temporaries(self.directory)
 
     def save(self, state: dict[str, Any], step: int, epoch: int,
              metrics: dict[str, float] | None = None, best: bool = False) -> Path | None:
