@@ -56,11 +56,14 @@ SLEEP_EDF_TO_AASM: dict[str, str] = {
 }
 
 #: DREAMS R&K hypnogram codes (one per 5 s) -> AASM: 5 wake, 4 REM, 3 S1, 2 S2, 1 S3, 0 S4.
-#: -1 (movement) and -2/-3 (unknown) are unscored.
+#: -1 (movement) and -2/-3 (unknown) are unscored (:data:`DREAMS_RK_UNSCORED`).
 DREAMS_RK_TO_AASM: dict[int, str] = {5: "W", 4: "REM", 3: "N1", 2: "N2", 1: "N3", 0: "N3"}
+#: DREAMS R&K codes that score no stage; any code outside these and :data:`DREAMS_RK_TO_AASM`
+#: is refused.
+DREAMS_RK_UNSCORED: frozenset[int] = frozenset({-1, -2, -3})
 
 #: DREAMS AASM hypnogram codes (files headed ``[HypnogramAASM]``): 5 wake, 4 REM, 3 N1, 2 N2,
-#: 1 N3; any other code is unscored.
+#: 1 N3; zero and negative codes are unscored, codes above 5 are refused.
 DREAMS_AASM_CODES: dict[int, str] = {5: "W", 4: "REM", 3: "N1", 2: "N2", 1: "N3"}
 
 #: Seconds per DREAMS hypnogram value.
@@ -202,6 +205,19 @@ def read_myo_gesture_file(
 # --------------------------------------------------------------------------- DREAMS
 
 
+def _first_non_numeric_line(path: Path, skip: int) -> tuple[int, str] | None:
+    """The first line after ``skip`` header lines that is not one number: (1-based number, text)."""
+    with path.open("r", encoding="latin-1") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number <= skip or not line.strip():
+                continue
+            try:
+                float(line)
+            except ValueError:
+                return number, line.strip()
+    return None
+
+
 def _read_dreams_text(path: Path) -> tuple[str | None, np.ndarray]:
     """A DREAMS text file: an optional ``[name]`` first line, then one number per line."""
     if not path.is_file():
@@ -209,15 +225,18 @@ def _read_dreams_text(path: Path) -> tuple[str | None, np.ndarray]:
     with path.open("r", encoding="latin-1") as handle:
         first = handle.readline().strip()
     header = first[1:-1].strip() if first.startswith("[") and first.endswith("]") else None
+    skip = 1 if header is not None else 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            values = np.loadtxt(path, skiprows=1 if header is not None else 0, ndmin=1,
-                                encoding="latin-1")
+            values = np.loadtxt(path, skiprows=skip, ndmin=1, encoding="latin-1")
     except (ValueError, UserWarning) as error:
+        bad = _first_non_numeric_line(path, skip)
+        where = (f"line {bad[0]}: {bad[1][:60]!r} is not a number" if bad is not None
+                 else str(error))
         raise RecordingError(
-            f"{path}: not a DREAMS text file (an optional '[name]' line, then one number per "
-            f"line): {error}; repair or re-download the file"
+            f"{path}, {where}; a DREAMS text file holds an optional '[name]' line, then one "
+            "number per line: repair or re-download the file"
         ) from None
     if values.ndim != 1:
         raise RecordingError(
@@ -275,13 +294,26 @@ def _read_dreams_hypnogram(
     length in 5-s steps, rounded either way.
     """
     header, codes_float = _read_dreams_text(hypnogram_path)
-    if not np.all(codes_float == np.round(codes_float)):
-        raise RecordingError(f"{hypnogram_path}: hypnogram codes must be integers")
+    first_line = 2 if header is not None else 1  # file line of the first stage
+    fractional = np.flatnonzero(codes_float != np.round(codes_float))
+    if fractional.size:
+        raise RecordingError(
+            f"{hypnogram_path}, line {fractional[0] + first_line}: stage code "
+            f"{codes_float[fractional[0]]:g} is not an integer; hypnogram codes are integers")
     codes = codes_float.astype(np.int64)
     if len(codes) == 0:
         raise RecordingError(f"{hypnogram_path}: the hypnogram holds no stages")
     is_aasm = header is not None and "AASM" in header.upper()
     code_map = DREAMS_AASM_CODES if is_aasm else DREAMS_RK_TO_AASM
+    unknown = np.flatnonzero(codes > 5) if is_aasm else np.flatnonzero(
+        ~np.isin(codes, [*DREAMS_RK_TO_AASM, *DREAMS_RK_UNSCORED]))
+    if unknown.size:
+        known = ("1-5 (N3, N2, N1, REM, W), <= 0 unscored" if is_aasm else
+                 "0-5 (S4, S3, S2, S1, REM, W), -1 movement, -2/-3 unscored")
+        raise RecordingError(
+            f"{hypnogram_path}, line {unknown[0] + first_line}: unknown stage code "
+            f"{codes[unknown[0]]} ({unknown.size} such line(s)); a DREAMS "
+            f"{'AASM' if is_aasm else 'R&K'} hypnogram uses {known}")
     expected_epochs = n_samples / (sfreq * DREAMS_EPOCH_SECONDS)
     if not np.floor(expected_epochs) <= len(codes) <= np.ceil(expected_epochs):
         raise RecordingError(
@@ -434,17 +466,18 @@ def _dreams_file_header(path: Path) -> str:
 def read_dreams_spindles_excerpt(
     signal_path: str | Path,
     *annotation_paths: str | Path,
-    sfreq: float,
+    sfreq: float | None = None,
     derivation: str | None = None,
 ) -> Recording:
     """Read a DREAMS Sleep Spindles excerpt (``excerptN.txt``) with its hypnogram and scorings.
 
     The signal file holds a ``[C3-A1]``-style header naming the derivation, then one value per
     line in microvolts: 30 min of one EEG derivation. The file does not state its sampling rate,
-    so ``sfreq`` (Hz) is required; the sample count must be 30 min at that rate, up to one
-    second more, which is kept (excerpt6 is 140 samples, 0.7 s, longer; the extra samples are
-    noted in ``meta["warnings"]`` and stay unscored). ``derivation``, when given, is compared
-    with the header; a difference is noted in ``meta["warnings"]``.
+    so ``sfreq`` (Hz) is required (``None`` raises, naming the file); the sample count must be
+    30 min at that rate, up to one second more, which is kept (excerpt6 is 140 samples, 0.7 s,
+    longer; the extra samples are noted in ``meta["warnings"]`` and stay unscored).
+    ``derivation``, when given, is compared with the header; a difference is noted in
+    ``meta["warnings"]``.
 
     ``annotation_paths`` are recognised by their header: ``[Hypnogram]`` (R&K stage every 5 s,
     mapped to AASM per-sample ``labels`` and stage annotations, as :func:`read_dreams_excerpt`),
@@ -454,11 +487,17 @@ def read_dreams_spindles_excerpt(
     Returns one ``eeg`` channel, float32 ``[1, T]`` in ``"uV"``.
 
     Raises:
-        RecordingError: naming the file, for a length that does not fit 30 min at ``sfreq``, a
-            hypnogram that does not fit the signal, a malformed line or an unknown header.
+        RecordingError: naming the file, for an unknown rate, a length that does not fit 30 min
+            at ``sfreq``, a hypnogram that does not fit the signal, an unknown stage code or a
+            malformed line (naming the line), or an unknown header.
     """
     path = Path(signal_path)
-    if sfreq <= 0:
+    if sfreq is None:
+        raise RecordingError(
+            f"{path}: sampling rate unknown; the DREAMS text file holds none, so pass the rate "
+            "the database documents for this excerpt (excerpt1 100 Hz, excerpt3 50 Hz, the "
+            "others 200 Hz; neurofm.datasets.registry.DREAMS_SPINDLES_EXCERPTS)")
+    if not sfreq > 0:
         raise RecordingError(f"{path}: sfreq={sfreq} must be the excerpt's positive rate in Hz")
     names, signal = _read_dreams_signal_texts([path])
     n_samples = signal.shape[1]

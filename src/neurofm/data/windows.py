@@ -13,7 +13,9 @@ a span, which is a whole recording or one labelled stretch of it):
 per-sample label (``-1`` runs skipped), so no window straddles a label change; ``"annotations"``
 tiles each annotation span (sleep stages), or, with ``event_offset_seconds``, places one window at
 ``onset + offset`` per annotation (P300 flashes, MI cues), skipping windows that would leave the
-recording.
+recording; ``"majority"`` tiles whole recordings and labels each window by the per-sample label
+most of its samples carry (30-s sleep epochs from 5-s stages: the majority of six), dropping and
+counting windows whose most common label is unscored (``-1``) or shared by two labels (a tie).
 
 Only small index arrays live in memory; signals are read from memory maps opened on first use
 (a bounded number stay open), so memory does not grow with the corpus.
@@ -33,7 +35,7 @@ from torch.utils.data import Dataset
 from neurofm.data.corpus import Corpus, CorpusEntry
 from neurofm.errors import ConfigError
 
-LABEL_MODES = ("none", "recording", "samples", "annotations")
+LABEL_MODES = ("none", "recording", "samples", "annotations", "majority")
 
 
 def window_starts(n_samples: int, window: int, stride: int, offset: int = 0) -> np.ndarray:
@@ -41,6 +43,17 @@ def window_starts(n_samples: int, window: int, stride: int, offset: int = 0) -> 
     if n_samples < window:
         return np.zeros(0, dtype=np.int64)
     return offset + np.arange(0, n_samples - window + 1, stride, dtype=np.int64)
+
+
+def majority_label(labels: np.ndarray) -> tuple[int | None, str | None]:
+    """The label most samples of ``labels [T]`` carry, or ``None`` and why: ``"unscored"`` when
+    that label is ``-1``, ``"tied"`` when two labels are equally common."""
+    values, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    top = np.flatnonzero(counts == counts.max())
+    if len(top) > 1:
+        return None, "tied"
+    value = int(values[top[0]])
+    return (None, "unscored") if value < 0 else (value, None)
 
 
 def label_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,11 +77,12 @@ class WindowDataset(Dataset):
         stride_seconds: distance between window starts (default: ``window_seconds``, no overlap).
         recording_ids: restrict to these recordings (e.g. one part of a :class:`~neurofm.data.
             splits.Split`); default all, in sorted order.
-        label_mode: ``"none"``, ``"recording"``, ``"samples"`` or ``"annotations"`` (see module doc).
+        label_mode: ``"none"``, ``"recording"``, ``"samples"``, ``"annotations"`` or
+            ``"majority"`` (see module doc).
         label_map: label value -> class index. ``"recording"``/``"annotations"`` map label strings,
-            ``"samples"`` maps integers; values absent from the map are left out (``"recording"``
-            raises instead). Default: the sorted distinct values, numbered from 0. ``classes[i]``
-            names class ``i`` (the first label mapped to it).
+            ``"samples"`` and ``"majority"`` map integers; values absent from the map are left
+            out (``"recording"`` raises instead). Default: the sorted distinct values, numbered
+            from 0. ``classes[i]`` names class ``i`` (the first label mapped to it).
         event_offset_seconds: ``"annotations"`` mode only: one window per annotation starting this
             many seconds after its onset (negative = before) instead of tiling its span.
         max_open_arrays: memory maps kept open at once.
@@ -115,6 +129,10 @@ class WindowDataset(Dataset):
             else _whole_samples(stride_seconds, self.sfreq, "stride_seconds")
         )
         self.label_mode = label_mode
+        #: ``"majority"`` mode: windows left out because their majority label is unscored,
+        #: tied, or absent from the label map, by that reason.
+        self.dropped_windows: dict[str, int] = (
+            {"unscored": 0, "tied": 0, "unmapped": 0} if label_mode == "majority" else {})
         self.recording_ids: tuple[str, ...] = tuple(e.id for e in entries)
         self.subjects: tuple[str, ...] = tuple(e.subject or "" for e in entries)
         self.label_map, self.classes = self._class_table(entries, label_map)
@@ -153,7 +171,8 @@ class WindowDataset(Dataset):
                 labels = self.corpus.labels(entry.id)
                 if labels is None:
                     raise ConfigError(
-                        f"label_mode='samples' but recording {entry.id!r} has no per-sample labels"
+                        f"label_mode={self.label_mode!r} but recording {entry.id!r} has no "
+                        "per-sample labels"
                     )
                 values.update(int(v) for v in np.unique(labels) if v >= 0)
         if label_map is None:
@@ -198,6 +217,17 @@ class WindowDataset(Dataset):
                     if value >= 0 and int(value) in self.label_map:
                         span = window_starts(int(end - begin), window, stride, int(begin))
                         add(position, span, self.label_map[int(value)])
+            elif self.label_mode == "majority":
+                sample_labels = self.corpus.labels(entry.id)
+                assert sample_labels is not None  # checked in __init__
+                for begin in window_starts(n, window, stride):
+                    value, reason = majority_label(sample_labels[begin:begin + window])
+                    if value is not None and value not in self.label_map:
+                        reason = "unmapped"
+                    if reason is not None:
+                        self.dropped_windows[reason] += 1
+                    else:
+                        add(position, np.array([begin], dtype=np.int64), self.label_map[value])
             else:
                 for annotation in entry.annotations:
                     if annotation.description not in self.label_map:
@@ -284,4 +314,4 @@ def _channel_index(entry: CorpusEntry) -> np.ndarray:
     return np.arange(entry.n_channels, dtype=np.int64)
 
 
-__all__ = ["LABEL_MODES", "WindowDataset", "label_runs", "window_starts"]
+__all__ = ["LABEL_MODES", "WindowDataset", "label_runs", "majority_label", "window_starts"]

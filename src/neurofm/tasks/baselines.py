@@ -4,6 +4,10 @@
   (Welch periodogram, :func:`band_power_features`), standardised, then L2 logistic regression.
 - ``emg_td_lda`` (EMG gestures): root mean square, mean absolute value, waveform length and zero
   crossings per channel (:func:`emg_time_features`), standardised, then linear discriminant analysis.
+- ``sleep_spectral`` (sleep staging): YASA's per-epoch features (relative band powers with sigma,
+  Hjorth parameters, entropies, fractal dimensions) with the context of neighbouring epochs of
+  the night (:mod:`neurofm.tasks.sleep`, needs ``neurofm[sleep]``), standardised, then L2
+  logistic regression.
 
 A baseline is fitted on the training windows of each fold with balanced class weights (as the
 fine-tuned models are; :mod:`neurofm.tasks.imbalance`) and predicts class probabilities for the
@@ -121,6 +125,8 @@ class Baseline:
             ``predict_proba``; ``balanced`` weighs every class equally (class weights or
             uniform priors) instead of by its frequency.
         settings: the hyperparameters, recorded with every result.
+        context: optional ``(features [N, F], windows) -> [N, F']``, features enriched with the
+            window's neighbours in its recording (sleep epochs of one night); it sees no labels.
     """
 
     name: str
@@ -128,6 +134,7 @@ class Baseline:
     features: Callable[[np.ndarray, float], np.ndarray]
     classifier: Callable[[bool], ClassifierMixin]
     settings: dict[str, Any] = field(default_factory=dict)
+    context: Callable[[np.ndarray, TaskWindows], np.ndarray] | None = None
 
     def fit(self, train_features: np.ndarray, train_labels: np.ndarray, balanced: bool = True
             ) -> ClassifierMixin:
@@ -171,6 +178,23 @@ def _emg(windows: np.ndarray, sfreq: float) -> np.ndarray:
     return emg_time_features(windows)
 
 
+def _sleep_features(windows: np.ndarray, sfreq: float) -> np.ndarray:
+    from neurofm.tasks.sleep import sleep_epoch_features
+
+    return sleep_epoch_features(windows, sfreq)
+
+
+def _sleep_context(features: np.ndarray, windows: TaskWindows) -> np.ndarray:
+    from neurofm.tasks.sleep import night_context
+
+    return night_context(features, windows)
+
+
+def _sleep_classifier(balanced: bool) -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(
+        C=0.1, max_iter=5000, class_weight="balanced" if balanced else None))
+
+
 BASELINES: dict[str, Baseline] = {
     "bandpower_logreg": Baseline(
         name="bandpower_logreg",
@@ -195,6 +219,22 @@ BASELINES: dict[str, Baseline] = {
             "zero_crossing_threshold": 0.0,
             "classifier": "StandardScaler + LinearDiscriminantAnalysis(solver='svd', equal "
                           "class priors)",
+        },
+    ),
+    "sleep_spectral": Baseline(
+        name="sleep_spectral",
+        description="YASA's epoch features (relative band powers incl. sigma, Hjorth, "
+        "entropies) + night context (7.5-min centred, 2-min trailing means) + standardised "
+        "logistic regression",
+        features=_sleep_features,
+        classifier=_sleep_classifier,
+        context=_sleep_context,
+        settings={
+            "features": "neurofm.tasks.sleep.EPOCH_FEATURES per channel (yasa, antropy)",
+            "context": "own features, centred triangular 7.5-min and trailing 2-min means, "
+                       "the means robust-scaled (5-95%) within the recording (YASA's design)",
+            "classifier": "StandardScaler + LogisticRegression(C=0.1, L2, lbfgs, "
+                          "class_weight='balanced')",
         },
     ),
 }
@@ -233,6 +273,8 @@ class BaselinePredictor:
         self.threshold = threshold
         self.thresholds: dict[int, float | None] = {}
         self.features = baseline.features(windows.signal, windows.sfreq)
+        if baseline.context is not None:
+            self.features = baseline.context(self.features, windows)
 
     def settings(self) -> dict[str, Any]:
         """What a result records about this baseline run."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,11 @@ class TaskWindows:
         onset: float ``[N]`` window start in seconds from the recording's start.
         sfreq: sampling rate in Hz.
         unit: the corpus unit (``"100uV"``, ``"zscore"``...).
-        channels: the C channel names as the corpus stores them, the same for every window.
+        channels: the C channel names as the corpus stores them, the same for every window
+            (a task with ``WindowSpec.derivation_name`` presents each recording's derivation
+            under that one name).
+        dropped: windows the task's labelling left out, by reason (``"majority"`` labels:
+            unscored, tied, unmapped); empty for other label modes.
     """
 
     signal: np.ndarray
@@ -52,6 +56,7 @@ class TaskWindows:
     sfreq: float
     unit: str
     channels: tuple[str, ...]
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.label)
@@ -60,11 +65,12 @@ class TaskWindows:
         """The windows where ``mask [N]`` is true."""
         return TaskWindows(self.signal[mask], self.label[mask], self.subject[mask],
                            self.recording[mask], self.onset[mask], self.sfreq, self.unit,
-                           self.channels)
+                           self.channels, dict(self.dropped))
 
     def describe(self) -> dict[str, object]:
         """Counts for reports: windows, subjects, recordings, windows per class id."""
         classes, counts = np.unique(self.label, return_counts=True)
+        dropped = {"dropped_windows": dict(self.dropped)} if self.dropped else {}
         return {
             "windows": int(len(self)),
             "subjects": int(len(set(self.subject.tolist()))),
@@ -74,6 +80,7 @@ class TaskWindows:
             "sfreq": self.sfreq,
             "unit": self.unit,
             "channels": list(self.channels),
+            **dropped,
         }
 
 
@@ -93,7 +100,7 @@ def task_sources(
     """
     spec = get_dataset(task.dataset)
     if dataset_dir is not None:
-        sources = spec.sources(dataset_dir)
+        sources = _task_recordings(task, spec.sources(dataset_dir))
         if not sources:
             raise DatasetError(
                 f"task {task.name!r}: no recording of dataset {task.dataset!r} is complete under "
@@ -110,7 +117,12 @@ def task_sources(
         ) from None
     if resolved.note:
         _log.warning("task %s: %s", task.name, resolved.note)
-    return resolved.sources()
+    return _task_recordings(task, resolved.sources())
+
+
+def _task_recordings(task: Task, sources: list[RecordingSource]) -> list[RecordingSource]:
+    """``sources`` without the recordings the task leaves out (``Task.exclude_recordings``)."""
+    return [s for s in sources if s.id not in task.exclude_recordings]
 
 
 def prepare_task_corpus(
@@ -195,6 +207,14 @@ def task_channels(task: Task, recording_channels: Mapping[str, Sequence[str]]) -
     def spelled(name: str) -> str:
         return first[upper[ids[0]].index(name.upper())]
 
+    if spec.derivation is not None and spec.derivation_name is not None:
+        for rid in ids:
+            if not any(name.upper() in upper[rid] for name in spec.derivation):
+                raise ConfigError(
+                    f"task {task.name!r} uses one EEG derivation per recording, the first of "
+                    f"{list(spec.derivation)} it has, but recording {rid!r} has none of them "
+                    f"(it has {list(recording_channels[rid])})")
+        return (spec.derivation_name,)
     if spec.derivation is not None:
         for name in spec.derivation:
             if all(name.upper() in upper[rid] for rid in ids):
@@ -238,8 +258,15 @@ def load_task_windows(task: Task, corpus: Corpus | str | os.PathLike) -> TaskWin
         raise DatasetError(f"task {task.name!r}: corpus {corpus.path} yields no labelled windows")
     entries = [corpus[rid] for rid in dataset.recording_ids]
     channels = task_channels(task, {e.id: e.channels for e in entries})
-    rows = [[[c.upper() for c in e.channels].index(name.upper()) for name in channels]
-            for e in entries]
+    spec = task.window
+    if spec.derivation is not None and spec.derivation_name is not None:
+        # Each recording's own first candidate, presented under the one task name.
+        picked = [[next(name for name in spec.derivation
+                        if name.upper() in [c.upper() for c in e.channels])] for e in entries]
+    else:
+        picked = [list(channels)] * len(entries)
+    rows = [[[c.upper() for c in e.channels].index(name.upper()) for name in names]
+            for e, names in zip(entries, picked)]
     units = {e.unit for e in entries}
     if len(units) != 1:
         raise ConfigError(f"task {task.name!r}: recordings in several units {sorted(units)}")
@@ -262,6 +289,7 @@ def load_task_windows(task: Task, corpus: Corpus | str | os.PathLike) -> TaskWin
         sfreq=float(dataset.sfreq),
         unit=units.pop(),
         channels=channels,
+        dropped=dict(dataset.dropped_windows),
     )
 
 

@@ -37,7 +37,10 @@ class WindowSpec:
         stride_seconds: distance between window starts (``None`` = ``seconds``, no overlap);
             unused for event-aligned windows.
         label_mode: ``"recording"`` (one label per recording), ``"samples"`` (per-sample labels;
-            windows lie wholly inside one label) or ``"annotations"`` (annotation descriptions).
+            windows lie wholly inside one label), ``"annotations"`` (annotation descriptions) or
+            ``"majority"`` (windows tile the recording from its start; each takes the per-sample
+            label most of its samples carry, and windows whose majority is unscored or tied are
+            dropped and counted: a 30-s sleep epoch from its six 5-s stages).
         label_map: source label (recording label, sample value, annotation description) -> class
             id ``0..K-1``; labels absent from the map are not windowed.
         event_offset_seconds: ``"annotations"`` only: one window per annotation, starting this
@@ -45,7 +48,11 @@ class WindowSpec:
         channels: keep exactly these channels (as the corpus names them), in this order; every
             recording must have them. ``None`` keeps every channel.
         derivation: for single-derivation tasks, candidate channel names in order of
-            preference; the first one a recording has is its only channel.
+            preference: the first one that every recording has is the only channel, or, with
+            ``derivation_name``, the first one each recording has.
+        derivation_name: with ``derivation``, the one name under which every window presents
+            its recording's derivation (recordings of one derivation each, at different
+            electrodes); ``None``: one electrode throughout.
     """
 
     seconds: float
@@ -55,10 +62,13 @@ class WindowSpec:
     event_offset_seconds: float | None = None
     channels: tuple[str, ...] | None = None
     derivation: tuple[str, ...] | None = None
+    derivation_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.channels is not None and self.derivation is not None:
             raise ConfigError("a window spec takes channels or a derivation, not both")
+        if self.derivation_name is not None and self.derivation is None:
+            raise ConfigError("a window spec's derivation_name needs derivation candidates")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (label map keys as strings)."""
@@ -304,6 +314,8 @@ class Task:
         metrics: the metrics its report leads with (all metrics are always computed).
         hypnogram: windows are consecutive epochs of a night, so reports plot the true and the
             predicted class over time per recording (sleep staging).
+        exclude_recordings: recording id -> why the task does not use that recording of its
+            dataset (left out before preparation).
     """
 
     name: str
@@ -318,6 +330,7 @@ class Task:
     hypnogram: bool = False
     preprocess_overrides: Mapping[str, Any] = field(default_factory=dict)
     split_name: str = ""
+    exclude_recordings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.splits:
@@ -404,6 +417,7 @@ class Task:
             "baseline": self.baseline,
             "metrics": list(self.metrics),
             "hypnogram": self.hypnogram,
+            "exclude_recordings": dict(self.exclude_recordings),
         }
 
 
@@ -417,6 +431,58 @@ EEGMAT_FIXED_SPLIT = FixedSplit(
     source="CBraMod repository and braindecode OpenEEGBench arithmetic_zyma2019: Subject00-27 "
            "train, Subject28-31 validation, Subject32-35 test",
 )
+
+def _dreams_sleep_staging_tasks() -> tuple[Task, ...]:
+    """Sleep staging on the DREAMS Sleep Spindles excerpts: 30-s epochs and the 5-s scoring."""
+    common: dict[str, Any] = {
+        "dataset": "dreams_spindles",
+        "preprocessing": "labram",
+        # Excerpt 1 is sampled at 100 Hz and excerpt 3 at 50 Hz: their band stops at 45% of the
+        # rate (45 and 22.5 Hz) instead of 75 Hz, and the 50 Hz notch is skipped there.
+        "preprocess_overrides": {"clamp_h_freq": True},
+        "class_names": SLEEP_STAGES,
+        # Leave one excerpt out: test one, validate on the next, train on the other four.
+        "splits": {"cv": SplitSpec(unit="excerpt", n_folds=None, val_groups=1)},
+        "baseline": "sleep_spectral",
+        "metrics": ("cohen_kappa", "f1_macro", "accuracy", "balanced_accuracy"),
+        "hypnogram": True,
+        "exclude_recordings": {
+            "dreams_spindles/excerpt3_psg": "the whole PSG of excerpt 3, whose C3-A1 the task "
+            "takes from excerpt3.txt; its hypnogram is a signal channel, not per-sample labels",
+        },
+    }
+    # Each excerpt has one central derivation, C3-A1 (excerpts 1, 3) or CZ-A1 (the others),
+    # which preprocessing names C3 or CZ; every window presents it as channel CZ.
+    derivation = ("CZ", "C3")
+    stages = {i: i for i in range(len(SLEEP_STAGES))}
+    return (
+        Task(
+            name="dreams_sleep_staging",
+            description=(
+                "sleep staging W/N1/N2/N3/REM of 30-s epochs (the majority of six 5-s R&K "
+                "stages, S3+S4 -> N3) on each DREAMS Sleep Spindles excerpt's central derivation"
+            ),
+            window=WindowSpec(seconds=30.0, label_mode="majority", label_map=stages,
+                              derivation=derivation, derivation_name="CZ"),
+            **common,
+        ),
+        Task(
+            name="dreams_sleep_staging_5s",
+            description=(
+                "sleep staging W/N1/N2/N3/REM of 5-s epochs (the experts' R&K scoring "
+                "resolution, S3+S4 -> N3) on each DREAMS Sleep Spindles excerpt's central "
+                "derivation"
+            ),
+            # "majority", not "samples": resampling 50 or 100 Hz labels to 200 Hz by nearest
+            # sample moves a stage boundary by a sample or two, which would shift the tiling of
+            # a run of equal labels off the 5-s grid; the majority of each 5-s window on the
+            # grid is its expert stage.
+            window=WindowSpec(seconds=5.0, label_mode="majority", label_map=stages,
+                              derivation=derivation, derivation_name="CZ"),
+            **common,
+        ),
+    )
+
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -456,6 +522,7 @@ TASKS: dict[str, Task] = {
             metrics=("accuracy", "f1_macro", "cohen_kappa", "balanced_accuracy"),
             hypnogram=True,
         ),
+        *_dreams_sleep_staging_tasks(),
         Task(
             name="myo_gestures",
             dataset="myo_gestures",
