@@ -30,16 +30,10 @@ import reference
 from neurofm.channels import vocabulary_indices
 from neurofm.engine.optim import build_optimizer
 from neurofm.objectives.classification import SupervisedObjective
-from neurofm.tasks.backbones import TaskNetwork
+from neurofm.tasks.backbones import TaskNetwork, apply_mode, build_task_network, layer_decay_groups
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.embed import autocast_context
-from neurofm.tasks.finetune import (
-    LoraSettings,
-    apply_mode,
-    build_task_network,
-    layer_decay_groups,
-    load_finetune_config,
-)
+from neurofm.tasks.finetune_config import LoraSettings, load_finetune_config
 
 TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T3", "C3", "CZ", "C4", "T4", "T5", "P3",
               "PZ", "P4", "T6", "O1", "O2"]

@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from neurofm.data.batching import collate_windows
+from neurofm.tasks.backbones import build_task_network
 from neurofm.tasks.baselines import BaselinePredictor, band_power_features, get_baseline
 from neurofm.tasks.data import (
     TaskWindows,
@@ -34,7 +35,8 @@ from neurofm.tasks.data import (
 )
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.evaluate import evaluate_system
-from neurofm.tasks.finetune import TaskWindowDataset, build_task_network, load_finetune_config
+from neurofm.tasks.finetune_config import load_finetune_config
+from neurofm.tasks.fold_training import TaskWindowDataset
 
 
 def _logreg_auroc(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,

@@ -52,7 +52,8 @@ from neurofm.tasks.baselines import evaluate_baseline
 from neurofm.tasks.data import load_task_windows, task_folds, task_sources
 from neurofm.tasks.definitions import Task, get_task
 from neurofm.tasks.evaluate import EvaluationResult
-from neurofm.tasks.finetune import load_finetune_config, run_finetune
+from neurofm.tasks.finetune import run_finetune
+from neurofm.tasks.finetune_config import load_finetune_config
 from neurofm.tasks.reports import ReportFiles, format_interval, write_report
 
 _log = logging.getLogger(__name__)

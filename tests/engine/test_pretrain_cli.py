@@ -12,8 +12,8 @@ from toy_training import write_tiny_eeg_corpus
 
 from neurofm.cli import main
 from neurofm.engine.metrics_log import read_metrics
+from neurofm.loading import load_backbone
 from neurofm.models.labram import Labram
-from neurofm.tasks.backbones import load_backbone
 
 FAST = ["run.progress=false", "run.tensorboard=false", "run.log_every_steps=1",
         "data.window_seconds=2", "data.stride_seconds=2", "data.batch_size=8",

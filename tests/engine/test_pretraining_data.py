@@ -20,8 +20,8 @@ from neurofm.engine.pretraining_data import (
     record_of_run,
     record_of_run_checkpoint,
 )
-from neurofm.models.checkpoints import save_pretrained
 from neurofm.models.registry import create_model
+from neurofm.models.saved import save_pretrained
 
 FAST = ["run.progress=false", "run.tensorboard=false", "data.window_seconds=2",
         "data.stride_seconds=2", "data.batch_size=8", "optim.lr_batch_scaling=none",

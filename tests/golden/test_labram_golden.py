@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from neurofm.channels import LABRAM_VOCABULARY
-from neurofm.models.checkpoints import (
+from neurofm.models.labram_official import (
     detect_layout,
     is_dropped_official_key,
     load_labram_checkpoint,

@@ -10,16 +10,13 @@ import pytest
 import torch
 
 from neurofm.errors import CheckpointError
-from neurofm.models.checkpoints import (
-    InputConversion,
-    from_pretrained,
-    load_labram_checkpoint,
-    load_pretrained,
-    save_pretrained,
-)
+from neurofm.loading import from_pretrained
+from neurofm.models.input_conversion import InputConversion
 from neurofm.models.labram import LABRAM_CONFIGS, Labram
+from neurofm.models.labram_official import load_labram_checkpoint
 from neurofm.models.labram_pretrain import LabramForMaskedEEG
 from neurofm.models.registry import create_model
+from neurofm.models.saved import load_pretrained, save_pretrained
 
 
 class _RunsCode:

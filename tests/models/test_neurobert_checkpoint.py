@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from neurofm.models.checkpoints import load_pretrained, save_pretrained
 from neurofm.models.registry import create_model
+from neurofm.models.saved import load_pretrained, save_pretrained
 
 
 def test_neurobert_saves_and_loads_with_its_own_rate_patch_and_unit(tmp_path):

@@ -16,7 +16,8 @@ from neurofm.data.splits import Split
 from neurofm.errors import ConfigError
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import get_task
-from neurofm.tasks.finetune import FineTunePredictor, load_finetune_config
+from neurofm.tasks.finetune_config import load_finetune_config
+from neurofm.tasks.fold_training import FineTunePredictor
 
 
 def pretrain(corpus: Path, out: Path, *overrides: str) -> list[str]:

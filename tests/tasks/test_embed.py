@@ -14,8 +14,8 @@ from neurofm.data.prepare import prepare_corpus
 from neurofm.data.preprocess import PreprocessConfig
 from neurofm.data.windows import WindowDataset
 from neurofm.engine.checkpointing import save_checkpoint
-from neurofm.models.checkpoints import save_pretrained
 from neurofm.models.registry import create_model
+from neurofm.models.saved import save_pretrained
 from neurofm.tasks.backbones import TaskNetwork
 from neurofm.tasks.embed import embed_corpus
 

@@ -18,22 +18,23 @@ from neurofm.engine.config import to_dict
 from neurofm.engine.optim import param_groups
 from neurofm.engine.trainer import Trainer
 from neurofm.errors import ChannelError, ConfigError
-from neurofm.models.checkpoints import load_labram_checkpoint, load_pretrained, save_pretrained
+from neurofm.loading import load_adapters
+from neurofm.models.labram_official import load_labram_checkpoint
 from neurofm.models.registry import create_model
+from neurofm.models.saved import load_pretrained, save_pretrained
 from neurofm.objectives.classification import SupervisedObjective
+from neurofm.tasks.backbones import (
+    TaskNetwork,
+    build_task_network,
+    layer_decay_groups,
+    save_lora_adapters,
+)
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.embed import load_embedding_model
 from neurofm.tasks.evaluate import EvaluationResult
-from neurofm.tasks.finetune import (
-    FineTunePredictor,
-    TaskWindowDataset,
-    build_task_network,
-    layer_decay_groups,
-    load_finetune_config,
-    load_lora_model,
-    save_lora_adapters,
-)
+from neurofm.tasks.finetune_config import load_finetune_config
+from neurofm.tasks.fold_training import FineTunePredictor, TaskWindowDataset
 
 _CHANNELS = ("FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2")
 _QUIET = ["run.progress=false", "run.tensorboard=false", "data.batch_size=8"]
@@ -120,7 +121,7 @@ def test_lora_trains_only_adapters_saves_them_apart_and_reloads_to_the_same_outp
 
     batch = collate_windows([TaskWindowDataset(windows)[i] for i in range(6)])
     network.eval()
-    reloaded = load_lora_model(adapter)
+    reloaded = TaskNetwork(load_adapters(adapter))
     embedder, _ = load_embedding_model(str(adapter))  # `neurofm embed` takes adapter folders
     with torch.no_grad():
         torch.testing.assert_close(reloaded(batch), network(batch), rtol=0, atol=1e-6)

@@ -123,7 +123,7 @@ def test_one_folds_exclusion_leaves_out_exactly_its_validation_and_test_subjects
 
 
 def test_a_per_fold_init_names_each_folds_checkpoint():
-    from neurofm.tasks.finetune import load_finetune_config
+    from neurofm.tasks.finetune_config import load_finetune_config
 
     flags = {"task_name": "eegmat", "model": "labram_small", "init": "runs/fold{fold}/model"}
     config = load_finetune_config(flags=flags)

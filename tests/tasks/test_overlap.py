@@ -22,8 +22,8 @@ from neurofm.engine.pretraining_data import (
     record_of_run,
 )
 from neurofm.errors import OverlapError
-from neurofm.models.checkpoints import save_pretrained
 from neurofm.models.registry import create_model
+from neurofm.models.saved import save_pretrained
 from neurofm.tasks.definitions import get_task
 from neurofm.tasks.overlap import (
     check_overlap,

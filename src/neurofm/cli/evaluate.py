@@ -14,19 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurofm.atomic import atomic_write_json
 from neurofm.cli import count, seed
-from neurofm.cli.splits import add_split_argument, print_split_notes
-from neurofm.tasks.baselines import evaluate_baseline
-from neurofm.tasks.data import (
-    default_corpus_root,
-    load_task_windows,
-    prepare_task_corpus,
-    task_folds,
-)
+from neurofm.cli.splits import add_split_argument
 from neurofm.tasks.definitions import get_task, list_tasks
 from neurofm.tasks.evaluate import EvaluationResult
-from neurofm.tasks.reports import format_interval, write_report
+from neurofm.tasks.reports import format_interval
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,25 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the baseline on ``args.task``; print the headline metrics and where files went."""
-    task = get_task(args.task).using_split(args.split)
-    out_dir = Path(args.out) if args.out else Path("neurofm-eval") / task.name
-    corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
-    corpus, preparation = prepare_task_corpus(
-        task, corpus_root, mirror=args.mirror, dataset_dir=args.dataset_dir,
-        workers=args.workers, progress=not args.quiet,
-    )
-    print(preparation.summary())
-    windows = load_task_windows(task, corpus)
-    folds = task_folds(task, corpus)
-    print_split_notes(folds)
-    result = evaluate_baseline(task, windows, folds, corpus=str(corpus.path),
-                               max_folds=args.max_folds, progress=not args.quiet,
-                               n_resamples=args.bootstrap, seed=args.seed)
-    result_path = result.save(out_dir / f"{result.system}.json")
-    atomic_write_json(out_dir / "folds.json", [fold.to_dict() for fold in result.folds])
-    report = write_report([result], out_dir)
+    from neurofm.workflows import evaluate
+
+    out_dir = Path(args.out) if args.out else Path("neurofm-eval") / get_task(args.task).name
+    result = evaluate(args.task, args.corpus, out_dir, split=args.split, mirror=args.mirror,
+                      dataset_dir=args.dataset_dir, n_resamples=args.bootstrap, seed=args.seed,
+                      max_folds=args.max_folds, workers=args.workers, progress=not args.quiet,
+                      echo=print)
     _print_summary(result)
-    print(f"result: {result_path}\nreport: {report.markdown} and {report.html}")
+    print(f"result: {out_dir / (result.system + '.json')}\nreport: {out_dir / 'report.md'} and "
+          f"{out_dir / 'report.html'}")
     return 0
 
 

@@ -13,11 +13,11 @@ import textwrap
 from pathlib import Path
 
 from neurofm.cli import count, seed
-from neurofm.cli.splits import add_split_argument, print_split_notes
+from neurofm.cli.splits import add_split_argument
 from neurofm.errors import ConfigError
 from neurofm.locks import run_folder_lock
 from neurofm.models.registry import list_models
-from neurofm.tasks.definitions import list_tasks
+from neurofm.tasks.definitions import get_task, list_tasks
 from neurofm.tasks.reports import format_interval
 
 
@@ -105,65 +105,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the fine-tuning job; print the summary and where files went."""
-    from neurofm.engine.distributed import barrier, init_distributed
-    from neurofm.tasks.data import (
-        default_corpus_root,
-        load_task_windows,
-        prepare_task_corpus,
-        task_folds,
-    )
+    from neurofm.engine.distributed import init_distributed
     from neurofm.tasks.evaluate import EvaluationResult
-    from neurofm.tasks.finetune import load_finetune_config, run_finetune
+    from neurofm.workflows import finetune
 
-    if len(set(args.seeds)) != len(args.seeds):
-        raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
-    out_dir = Path(args.out)
-    if (out_dir / "results.json").exists() and not args.resume:
-        raise ConfigError(f"{out_dir} already holds a fine-tuning run (results.json); pass "
-                          "--resume to continue it or choose another --out")
-    flags = {"task_name": args.task, "split": args.split, "init": args.init, "model": args.model,
-             "mode": args.mode, "optim.epochs": args.epochs}
-    if args.quiet:
-        flags["run.progress"] = False
-    config = load_finetune_config(args.config, args.overrides, flags)
     compare = [EvaluationResult.load(path) for path in args.compare]
     for path, other in zip(args.compare, compare):
         if other.task_name != args.task:
             raise ConfigError(f"--compare {path} is a result on task {other.task_name!r}, not "
                               f"{args.task!r}")
-
-    task = config.get_task()
-    corpus_root = Path(args.corpus) if args.corpus else default_corpus_root()
-    ctx = init_distributed(config.run.device)
-
-    def prepare(progress: bool):
-        return prepare_task_corpus(task, corpus_root, mirror=args.mirror,
-                                   dataset_dir=args.dataset_dir, workers=args.workers,
-                                   progress=progress)
-
-    # Under torchrun, rank 0 prepares the corpus; the others then find every recording done.
-    if ctx.is_main:
-        corpus, preparation = prepare(not args.quiet)
-        print(preparation.summary())
-    barrier(ctx)
-    if not ctx.is_main:
-        corpus, _ = prepare(False)
-    windows = load_task_windows(task, corpus)
-    folds = task_folds(task, corpus)
-    if ctx.is_main:
-        print_split_notes(folds)
-    with run_folder_lock(out_dir, "finetune"):
-        outcome = run_finetune(
-            config, windows, folds, out_dir, seeds=args.seeds, max_folds=args.max_folds,
-            system=args.system, baseline=not args.no_baseline, resume=args.resume,
-            n_resamples=args.bootstrap, progress=not args.quiet, corpus=str(corpus.path),
-            compare=compare, allow_overlap=args.allow_overlap)
-
+    with run_folder_lock(Path(args.out), "finetune"):
+        outcome = finetune(
+            args.task, args.out, args.corpus, init=args.init, model=args.model, mode=args.mode,
+            split=args.split, epochs=args.epochs, config=args.config, overrides=args.overrides,
+            seeds=args.seeds, max_folds=args.max_folds, system=args.system,
+            baseline=not args.no_baseline, resume=args.resume, n_resamples=args.bootstrap,
+            compare=compare, allow_overlap=args.allow_overlap, mirror=args.mirror,
+            dataset_dir=args.dataset_dir, workers=args.workers, progress=not args.quiet,
+            echo=print)
+    ctx = init_distributed()  # the context the job joined (rank 0 prints)
     if not ctx.is_main:
         return 0
     first = outcome.results[0]
+    task = get_task(first.task_name).using_split(args.split)
     scored = first.folds[0].scored_label
-    print(f"{task.name} / {first.system.rsplit(' seed ', 1)[0]}: split {task.split_name}, "
+    print(f"{first.task_name} / {first.system.rsplit(' seed ', 1)[0]}: split {task.split_name}, "
           f"{len(first.folds)} folds, seeds {list(args.seeds)}, {len(first.predictions.y_true)} "
           f"{scored} windows per seed")
     for result in outcome.results + ([outcome.baseline] if outcome.baseline else []):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-
-from neurofm.data.splits import Split
 
 
 def add_split_argument(parser: argparse.ArgumentParser) -> None:
@@ -15,9 +12,3 @@ def add_split_argument(parser: argparse.ArgumentParser) -> None:
         help="the task's named split (eegmat: cv = 8 subject-wise folds over the subjects present, "
              "the default; fixed = the published Subject00-27 / 28-31 / 32-35 split), or a JSON "
              'file {"train": [...], "val": [...], "test": [...], "source": "..."} of subject ids')
-
-
-def print_split_notes(folds: Sequence[Split]) -> None:
-    """Print what a split says about missing subjects and what is scored, once per note."""
-    for note in dict.fromkeys(fold.note for fold in folds if fold.note):
-        print(f"split: {note}")

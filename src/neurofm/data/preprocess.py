@@ -32,6 +32,7 @@ from neurofm.channels import map_channels
 from neurofm.data.quality import check_recording
 from neurofm.data.recording import Recording
 from neurofm.errors import ConfigError, RecordingError
+from neurofm.units import MICROVOLTS_PER_UNIT, scale_factor
 
 #: Output scalings: microvolts / 100 (LaBraM's model unit), per-channel z-score, or unchanged.
 SCALES = ("100uV", "zscore", "none")
@@ -39,9 +40,6 @@ SCALES = ("100uV", "zscore", "none")
 # Bumped when the algorithm changes in a way that changes outputs for the same config, so a
 # corpus prepared by older code is never mistaken for a current one.
 PREPROCESS_VERSION = 1
-
-# Factor that turns a signal in each physical unit into microvolts.
-_TO_MICROVOLTS = {"uV": 1.0, "100uV": 100.0, "V": 1e6}
 
 
 @dataclass(frozen=True)
@@ -287,7 +285,7 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
     meta: dict[str, Any] = dict(recording.meta)
     warnings_out = list(meta.get("warnings", []))
 
-    if config.scale == "100uV" and recording.unit not in _TO_MICROVOLTS:
+    if config.scale == "100uV" and recording.unit not in MICROVOLTS_PER_UNIT:
         raise RecordingError(
             f"{source}: signal unit {recording.unit!r} has no physical scale, so it cannot be "
             "expressed in 100 µV; use scale='zscore' or scale='none' (e.g. PreprocessConfig.emg())"
@@ -335,7 +333,7 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
         )
 
     if config.scale == "100uV":
-        data *= _TO_MICROVOLTS[recording.unit] / 100.0
+        data *= scale_factor(recording.unit, "100uV")
         unit = "100uV"
     elif config.scale == "zscore":
         data -= data.mean(axis=1, keepdims=True)

@@ -178,6 +178,8 @@ class TokenizerTrainConfig(TrainConfig):
     """
 
     task: ClassVar[str] = "tokenizer"
+    #: The objective it trains (:mod:`neurofm.objectives.registry`).
+    objective: ClassVar[str] = "vq-nsp"
 
     model: str = "vqnsp_base"
     restart_dead_every: int = 10

@@ -9,7 +9,7 @@ A run folder holds ``config.yaml`` (resolved), ``metrics.csv``, ``tensorboard/``
 ``checkpoints/`` (training state, for ``--resume``), ``split.json`` (which recordings were used
 for training and validation), ``pretraining_data.json`` (their ids, subjects and content hashes:
 :mod:`neurofm.engine.pretraining_data`) and, at the end, ``model/`` (the trained network in
-neurofm's safetensors format, loadable with :func:`neurofm.models.checkpoints.load_pretrained`,
+neurofm's safetensors format, loadable with :func:`neurofm.from_pretrained`,
 its ``config.json`` carrying the same record).
 """
 
@@ -20,7 +20,7 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from neurofm.data.splits import group_of, group_split
 from neurofm.data.windows import WindowDataset
 from neurofm.engine import distributed
 from neurofm.engine.checkpointing import CheckpointManager
-from neurofm.engine.config import PretrainConfig, TokenizerTrainConfig, TrainConfig
+from neurofm.engine.config import PretrainConfig, TrainConfig
 from neurofm.engine.data_order import sampler_batches
 from neurofm.engine.pretraining_data import (
     CONFIG_KEY,
@@ -45,9 +45,8 @@ from neurofm.engine.pretraining_data import (
 )
 from neurofm.engine.trainer import Trainer, TrainResult, all_finite, seed_everything
 from neurofm.errors import CheckpointError, ConfigError, CorpusError, TrainingError
-from neurofm.models.registry import create_model
+from neurofm.objectives.registry import BuildContext, get_objective, objective_name
 
-_M = TypeVar("_M", bound=nn.Module)
 logger = logging.getLogger(__name__)
 
 # LaBraM's networks and tokenizer take signals in 100 uV at 200 Hz (METHODS.md section 1).
@@ -135,64 +134,15 @@ class _OffsetIndex(Dataset):
 
 def build_objective(config: TrainConfig, window_samples: int, run_dir: Path,
                     ctx: distributed.DistributedContext) -> tuple[nn.Module, nn.Module]:
-    """The objective of ``config`` and the network it trains (what the job exports).
+    """The objective of ``config`` (looked up by name, :mod:`neurofm.objectives.registry`) and
+    the network it trains (what the job exports).
 
     Raises :class:`ConfigError` when the model does not fit the objective and
-    :class:`CheckpointError` when the tokenizer checkpoint cannot be used.
+    :class:`CheckpointError` when a checkpoint it needs (a tokenizer) cannot be used.
     """
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.precision)
-    if isinstance(config, TokenizerTrainConfig):
-        from neurofm.models.vqnsp import VQNSP
-        from neurofm.objectives.vq import VQNSPObjective
-
-        tokenizer = _require_type(
-            _create_model(config.model, config.model_overrides, "neurofm tokenizer train"),
-            VQNSP, config.model, "neurofm tokenizer train")
-        objective = VQNSPObjective(tokenizer, restart_dead_every=config.restart_dead_every,
-                                   dead_fraction=config.dead_code_fraction,
-                                   autocast_dtype=autocast_dtype)
-        return objective, tokenizer
-    if not isinstance(config, PretrainConfig):
-        raise ConfigError(f"no self-supervised job for a {type(config).__name__}")
-    if config.objective == "mem":
-        from neurofm.models.checkpoints import load_pretrained
-        from neurofm.models.labram_pretrain import LabramForMaskedEEG
-        from neurofm.models.vqnsp import VQNSP
-        from neurofm.objectives.mem import MaskedEEGModelling
-        from neurofm.objectives.token_cache import TokenTargetCache, tokenizer_fingerprint
-
-        assert config.tokenizer is not None  # PretrainConfig requires it for mem
-        loaded = load_pretrained(config.tokenizer)
-        if not isinstance(loaded, VQNSP):
-            raise CheckpointError(f"--tokenizer {config.tokenizer} holds a {type(loaded).__name__}, "
-                                  "not a VQ-NSP tokenizer; pass the model/ folder of a "
-                                  "`neurofm tokenizer train` run")
-        tokenizer = loaded
-        # The student predicts the tokenizer's codes unless told otherwise.
-        student = _require_type(
-            _create_model(config.model, {"vocab_size": tokenizer.quantizer.n_codes,
-                                         **config.model_overrides}, "--objective mem"),
-            LabramForMaskedEEG, config.model, "--objective mem")
-        if tokenizer.quantizer.n_codes != student.vocab_size:
-            raise ConfigError(f"--tokenizer has {tokenizer.quantizer.n_codes} codes but model "
-                              f"{config.model} predicts {student.vocab_size}; set "
-                              f"model_overrides.vocab_size={tokenizer.quantizer.n_codes}")
-        cache = TokenTargetCache(tokenizer_fingerprint(tokenizer), run_dir / "token_cache",
-                                 rank=ctx.rank, flush_every=4096)
-        return MaskedEEGModelling(student, tokenizer, mask_ratio=config.mask_ratio,
-                                  symmetric=config.symmetric_masking, token_cache=cache,
-                                  autocast_dtype=autocast_dtype), student
-    from neurofm.models.neurobert import NeuroBert
-    from neurofm.objectives.fip import FourierInversionPrediction
-    from neurofm.objectives.mae_time import TimeDomainMAE
-
-    overrides = {"n_times": window_samples, **config.model_overrides}
-    encoder = _require_type(_create_model(config.model, overrides, f"--objective {config.objective}"),
-                            NeuroBert, config.model, f"--objective {config.objective}")
-    if config.objective == "fip":
-        return FourierInversionPrediction(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on,
-                                          spectrum=config.fip_spectrum), encoder
-    return TimeDomainMAE(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on), encoder
+    spec = get_objective(objective_name(config))
+    return spec.build(config, BuildContext(window_samples, run_dir, ctx, autocast_dtype))
 
 
 def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
@@ -254,13 +204,11 @@ def pretraining_record_of(config: TrainConfig, data: WindowSplit) -> Pretraining
     """What the job trains on: ``data``'s training and validation recordings, plus (masked-EEG
     modelling) the record of its tokenizer, whose data the student's targets come from."""
     inherited = []
-    if isinstance(config, PretrainConfig) and config.objective == "mem":
-        assert config.tokenizer is not None  # PretrainConfig requires it for mem
-        inherited.append(Inherited("tokenizer", str(Path(config.tokenizer).resolve()),
-                                   record_of_model_dir(config.tokenizer)))
-        if inherited[0].record is None:
-            logger.warning("tokenizer %s has no pretraining record (an older file); the data it "
-                           "was trained on stays unknown to the overlap guard", config.tokenizer)
+    for role, path in get_objective(objective_name(config)).parents(config):
+        inherited.append(Inherited(role, str(Path(path).resolve()), record_of_model_dir(path)))
+        if inherited[-1].record is None:
+            logger.warning("%s %s has no pretraining record (an older file); the data it was "
+                           "trained on stays unknown to the overlap guard", role, path)
     objective = f" --objective {config.objective}" if isinstance(config, PretrainConfig) else ""
     return record_of_run(data.corpus, data.train_ids, data.val_ids,
                          trained_by=f"neurofm {config.task}{objective}", inherited=inherited)
@@ -277,7 +225,7 @@ def _export(network: nn.Module, export_copy: nn.Module | None, trainer: Trainer,
     sharding) receives the weights instead.
     """
     from neurofm.engine.checkpointing import load_checkpoint
-    from neurofm.models.checkpoints import save_pretrained
+    from neurofm.models.saved import save_pretrained
 
     prefix = _prefix_of(trainer.module, network)
     # trainer.best is reduced over ranks, so every rank takes the same branch.
@@ -326,9 +274,7 @@ def _verify_arrays(data: WindowSplit) -> None:
 
 
 def _check_corpus(config: TrainConfig, corpus: Corpus) -> None:
-    uses_labram_input = isinstance(config, TokenizerTrainConfig) or (
-        isinstance(config, PretrainConfig) and config.objective == "mem")
-    if not uses_labram_input:
+    if not get_objective(objective_name(config)).labram_input:
         return
     for entry in corpus:
         if entry.unit != LABRAM_UNIT or entry.sfreq != LABRAM_SFREQ:
@@ -339,19 +285,3 @@ def _check_corpus(config: TrainConfig, corpus: Corpus) -> None:
         if entry.vocabulary_indices is None:
             raise ConfigError(f"corpus {corpus.path}: recording {entry.id} has no channel mapping to "
                               "the LaBraM vocabulary (EMG?); LaBraM objectives need EEG channels")
-
-
-def _create_model(name: str, overrides: dict[str, Any], where: str) -> nn.Module:
-    try:
-        return create_model(name, **overrides)
-    except TypeError as error:
-        raise ConfigError(f"model {name!r} does not take the options {sorted(overrides)} ({error}); "
-                          f"check --model and model_overrides for {where}") from None
-
-
-def _require_type(model: nn.Module, expected: type[_M], name: str, where: str) -> _M:
-    """``model``, checked to be an ``expected``."""
-    if not isinstance(model, expected):
-        raise ConfigError(f"model {name!r} builds a {type(model).__name__}; {where} needs a "
-                          f"{expected.__name__} model")
-    return model

@@ -20,18 +20,23 @@ masked-modelling student); :class:`Labram` wraps it with the braindecode-style i
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neurofm.channels import LABRAM_VOCABULARY, vocabulary_indices
+from neurofm.errors import ConfigError
+from neurofm.models.backbone import Backbone, InputSpec, load_state_strict
 from neurofm.models.blocks import Block
-from neurofm.models.registry import check_sizes, register_model
+from neurofm.models.registry import check_sizes, register_family, register_model
+
+_log = logging.getLogger(__name__)
 
 #: Samples per patch (1 s at 200 Hz) and the sampling rate every LaBraM network expects.
 PATCH_SIZE = 200
@@ -326,7 +331,8 @@ def resolve_channel_index(
     return index
 
 
-class Labram(NeuralTransformer):
+@register_family
+class Labram(NeuralTransformer, Backbone):
     """LaBraM backbone with the fine-tuning head, braindecode-style.
 
     Args:
@@ -339,8 +345,15 @@ class Labram(NeuralTransformer):
         return_features: make ``forward`` return pooled features instead of head outputs.
 
     ``forward(x, ch_names=None, channel_index=None, channel_mask=None)`` takes ``x [B, C, T]``
-    (T a multiple of 200, 1..16 s) or ``[B, C, A, 200]`` in units of 100 µV.
+    (T a multiple of 200, 1..16 s) or ``[B, C, A, 200]`` in units of 100 µV. As a
+    :class:`~neurofm.models.backbone.Backbone` it takes the batch dictionary, whose
+    ``channel_index`` places each channel in the vocabulary.
     """
+
+    family = "labram"
+    uses_channel_vocabulary = True
+    #: METHODS.md §5: stochastic depth 0.1 (Huge 0.2, set per size).
+    finetune_recipe: ClassVar[dict[str, Any]] = {"drop_path": 0.1}
 
     def __init__(
         self,
@@ -367,7 +380,6 @@ class Labram(NeuralTransformer):
             raise ValueError(f"n_times must be a multiple of {PATCH_SIZE} between {PATCH_SIZE} and "
                              f"{PATCH_SIZE * MAX_PATCHES}, got {n_times}")
         super().__init__(config, n_outputs=n_outputs)
-        self.n_outputs = n_outputs
         self.n_chans = n_chans
         self.n_times = n_times
         self.sfreq = float(sfreq)
@@ -379,28 +391,14 @@ class Labram(NeuralTransformer):
                         ch_names: Sequence[str] | None = None) -> Labram:
         """A backbone from an official ``.pth`` (``labram-base.pth`` or a fine-tuned file) or a
         neurofm checkpoint folder (a backbone, or a masked-modelling network whose student becomes
-        the backbone); ``n_outputs`` replaces a head of another size,
-        ``ch_names`` sets the default channel names. Loading is strict (see
-        :mod:`neurofm.models.checkpoints`)."""
-        from pathlib import Path
-
+        the backbone); ``n_outputs`` replaces a head of another size, ``ch_names`` sets the default
+        channel names. A thin wrapper of :func:`neurofm.from_pretrained` (``backbone=True``)."""
         from neurofm.errors import CheckpointError
-        from neurofm.models.checkpoints import (
-            backbone_from_masked_model,
-            load_labram_checkpoint,
-            load_pretrained,
-        )
-        from neurofm.models.labram_pretrain import LabramForMaskedEEG
+        from neurofm.loading import from_pretrained
 
-        path = Path(source)
-        model = load_pretrained(path) if path.is_dir() else load_labram_checkpoint(
-            path, target="backbone", n_outputs=n_outputs)
-        if isinstance(model, LabramForMaskedEEG):
-            model = backbone_from_masked_model(model, n_outputs or 0)
+        model = from_pretrained(source, backbone=True, n_outputs=n_outputs)
         if not isinstance(model, cls):
-            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a LaBraM backbone")
-        if n_outputs is not None and n_outputs != model.n_outputs:
-            model.reset_head(n_outputs)
+            raise CheckpointError(f"{source} holds a {type(model).__name__}, not a LaBraM backbone")
         if ch_names is not None:
             vocabulary_indices(ch_names)
             model.ch_names, model.n_chans = list(ch_names), len(ch_names)
@@ -408,7 +406,6 @@ class Labram(NeuralTransformer):
 
     def reset_head(self, n_outputs: int) -> None:
         """Replace the head by a freshly initialised ``Linear(D, n_outputs)`` (0 removes it)."""
-        self.n_outputs = n_outputs
         if n_outputs <= 0:
             self.head = None
             return
@@ -470,6 +467,68 @@ class Labram(NeuralTransformer):
         if wants_features or self.head is None:
             return features
         return self.head(features)
+
+    # The Backbone interface ------------------------------------------------------------------
+
+    @property
+    def n_outputs(self) -> int:
+        """The size of the head (0: none)."""
+        return self.head.out_features if self.head is not None else 0
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(SAMPLING_RATE, PATCH_SIZE, INPUT_UNIT)
+
+    def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.forward_features(batch["signal"], channel_index=batch["channel_index"],
+                                     channel_mask=batch.get("channel_mask"))
+
+    def patch_features(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.forward_features(batch["signal"], channel_index=batch["channel_index"],
+                                     channel_mask=batch.get("channel_mask"),
+                                     return_patch_tokens=True)
+
+    def classify(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self(batch["signal"], channel_index=batch["channel_index"],
+                    channel_mask=batch.get("channel_mask"), return_features=False)
+
+    def with_head(self, n_outputs: int, drop_path: float) -> Labram:
+        """A copy with a new head (std 0.02 scaled by 0.001, as the official code) and drop path
+        ``drop_path`` (fixed at construction, linearly spaced over depth)."""
+        if not 0.0 <= drop_path < 1.0:
+            raise ConfigError(f"drop_path must lie in [0, 1), got {drop_path}")
+        rebuilt = Labram(n_outputs=n_outputs, ch_names=self.ch_names,
+                         config=replace(self.config, drop_path=drop_path))
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+        load_state_strict(rebuilt, state, "the backbone", newly_initialised=("head.",))
+        return rebuilt
+
+    def check_input(self, sfreq: float, n_times: int, unit: str, where: str,
+                    channels: Sequence[str] | None = None) -> None:
+        """LaBraM needs 200 Hz, 1 to 16 whole seconds and channels named in its vocabulary (the
+        :class:`~neurofm.errors.ChannelError` names the first that is not); a unit other than
+        100 µV is only warned about."""
+        if channels is not None:
+            vocabulary_indices(channels)  # LaBraM's spatial rows need real electrode names
+        if float(sfreq) != SAMPLING_RATE:
+            raise ConfigError(f"{where}: LaBraM takes {SAMPLING_RATE:g} Hz input, the windows "
+                              f"are at {sfreq:g} Hz; prepare the corpus with the LaBraM recipe")
+        if n_times % PATCH_SIZE or not 1 <= n_times // PATCH_SIZE <= MAX_PATCHES:
+            raise ConfigError(f"{where}: LaBraM takes windows of 1 to {MAX_PATCHES} whole seconds, "
+                              f"got {n_times} samples ({n_times / sfreq:g} s)")
+        if unit != INPUT_UNIT:
+            _log.warning("%s: LaBraM was trained on EEG in 100 uV, these windows are in %s",
+                         where, unit)
+
+    def saved_config(self) -> dict[str, Any]:
+        return {"architecture": self.config.to_dict(), "sfreq": SAMPLING_RATE,
+                "patch_size": PATCH_SIZE, "input_unit": INPUT_UNIT, "n_outputs": self.n_outputs,
+                "ch_names": self.ch_names}
+
+    @classmethod
+    def from_saved_config(cls, config: Mapping[str, Any]) -> Labram:
+        return cls(n_outputs=config.get("n_outputs", 0), ch_names=config.get("ch_names"),
+                   config=LabramConfig(**config["architecture"]))
 
 
 def build_labram(size: str, **overrides: Any) -> Labram:

@@ -12,33 +12,42 @@ runs the temporal encoder once and the blocks on one batch of 2B samples.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from neurofm.models.backbone import SavedModel, load_state_strict
 from neurofm.models.labram import (
+    INPUT_UNIT,
     LABRAM_CONFIGS,
     PATCH_SIZE,
+    SAMPLING_RATE,
+    Labram,
     LabramConfig,
     NeuralTransformer,
     as_patches,
     channel_major_valid,
 )
-from neurofm.models.registry import register_model
+from neurofm.models.registry import register_family, register_model
 
 #: Size of the VQ-NSP codebook the head predicts.
 VOCAB_SIZE = 8192
 
 
-class LabramForMaskedEEG(nn.Module):
+@register_family
+class LabramForMaskedEEG(nn.Module, SavedModel):
     """Student transformer + mask token + ``lm_head`` (``Linear(D, vocab_size)``).
 
     Inputs everywhere: ``x [B, N, T]`` or ``[B, N, A, 200]`` in 100 µV, ``channel_index [B, N]``
     vocabulary indices, ``masked [B, N·A]`` bool (True = replaced by the mask token),
-    optional ``channel_mask [B, N]`` (True = real channel).
+    optional ``channel_mask [B, N]`` (True = real channel). :meth:`as_backbone` gives the
+    fine-tuning backbone.
     """
+
+    family = "labram_mem"
 
     def __init__(self, config: LabramConfig = LabramConfig(), vocab_size: int = VOCAB_SIZE) -> None:
         super().__init__()
@@ -98,6 +107,25 @@ class LabramForMaskedEEG(nn.Module):
         )
         normed = self.student.norm(hidden)[:, 1:]
         return normed[: x.shape[0]], normed[x.shape[0]:]
+
+
+    def as_backbone(self, n_outputs: int = 0) -> Labram:
+        """The fine-tuning :class:`Labram` (eval mode): the student's weights without its final
+        norm; fc_norm and a head of ``n_outputs`` newly initialised, as the official fine-tuning
+        script does with ``labram-base.pth``."""
+        state = {k: v for k, v in self.student.state_dict().items() if not k.startswith("norm.")}
+        model = Labram(n_outputs=n_outputs, config=replace(self.config, use_mean_pooling=True))
+        load_state_strict(model, state, "the masked-modelling network's student",
+                          newly_initialised=("fc_norm.", "head."))
+        return model.eval()
+
+    def saved_config(self) -> dict[str, Any]:
+        return {"architecture": self.config.to_dict(), "sfreq": SAMPLING_RATE,
+                "patch_size": PATCH_SIZE, "input_unit": INPUT_UNIT, "vocab_size": self.vocab_size}
+
+    @classmethod
+    def from_saved_config(cls, config: Mapping[str, Any]) -> LabramForMaskedEEG:
+        return cls(LabramConfig(**config["architecture"]), vocab_size=config["vocab_size"])
 
 
 def build_labram_mem(size: str, **overrides: Any) -> LabramForMaskedEEG:

@@ -28,15 +28,17 @@ one token, so there are A tokens and no channel embedding.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from neurofm.errors import ConfigError
+from neurofm.models.backbone import Backbone, InputSpec, load_state_strict
 from neurofm.models.blocks import Block
-from neurofm.models.registry import check_sizes, register_model
+from neurofm.models.registry import check_sizes, register_family, register_model
 
 PatchMode = Literal["channel", "mixed"]
 InputNorm = Literal["channel", "window", "none"]
@@ -148,7 +150,8 @@ def zscore_per_window(signal: torch.Tensor, channel_mask: torch.Tensor | None = 
     return centred / (pooled.sqrt()[:, None, None] + eps)
 
 
-class NeuroBert(nn.Module):
+@register_family
+class NeuroBert(Backbone):
     """Neuro-BERT encoder with a mean-pool classification head (braindecode-style arguments).
 
     Args:
@@ -157,8 +160,18 @@ class NeuroBert(nn.Module):
         n_times: window length in samples; sfreq: sampling rate in Hz.
         **architecture: any other :class:`NeuroBertConfig` field (``patch_len``, ``patch_mode``,
             ``embed_dim``, ``depth``, ``num_heads``, ``mlp_dim``, ``drop``, ``input_unit``...).
+
+    As a :class:`~neurofm.models.backbone.Backbone` it takes the batch dictionary and tells
+    channels apart by their montage position, as in its pretraining (no ``channel_index``).
     """
 
+    family = "neurobert"
+    #: METHODS.md §6.4: lr 3e-4 to 1e-6 over 40 epochs (2 of warm-up), plain cross-entropy, no
+    #: layer-wise decay or drop path.
+    finetune_recipe: ClassVar[dict[str, Any]] = {
+        "drop_path": 0.0, "label_smoothing": 0.0,
+        "optim": {"lr": 3e-4, "min_lr": 1e-6, "epochs": 40, "warmup_epochs": 2.0,
+                  "layer_decay": None}}
     time_table: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(
@@ -193,7 +206,8 @@ class NeuroBert(nn.Module):
             persistent=False,
         )
         self.pos_drop = nn.Dropout(config.drop)
-        drop_path = torch.linspace(0, config.drop_path, config.depth).tolist()
+        # On the CPU even while building on the meta device: the rates are plain numbers.
+        drop_path = torch.linspace(0, config.drop_path, config.depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             Block(dim, config.num_heads, config.mlp_dim, qkv_bias=True, qk_norm=False,
                   init_values=0.0, drop=config.drop, drop_path=rate, norm_eps=config.norm_eps,
@@ -378,6 +392,65 @@ class NeuroBert(nn.Module):
         head = nn.Linear(self.config.embed_dim, n_outputs) if n_outputs > 0 else nn.Identity()
         head.apply(_init_weights)
         self.head = head.to(self.fc_norm.weight.device)
+
+    # The Backbone interface ------------------------------------------------------------------
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def n_outputs(self) -> int:
+        """The size of the head (0: none)."""
+        return self.config.n_outputs
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.config.sfreq, self.config.patch_len, self.config.input_unit)
+
+    def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.forward_features(batch["signal"], channel_mask=batch.get("channel_mask"))
+
+    def patch_features(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        channel_mask = batch.get("channel_mask")
+        _check_has_real_channel(channel_mask)
+        patches = self.patchify(batch["signal"], channel_mask)
+        return self.forward_encoder(patches, channel_mask=channel_mask)
+
+    def classify(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self(batch["signal"], channel_mask=batch.get("channel_mask"))
+
+    def with_head(self, n_outputs: int, drop_path: float) -> NeuroBert:
+        if not 0.0 <= drop_path < 1.0:
+            raise ConfigError(f"drop_path must lie in [0, 1), got {drop_path}")
+        rebuilt = NeuroBert.from_config(replace(self.config, n_outputs=n_outputs,
+                                                drop_path=drop_path))
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+        load_state_strict(rebuilt, state, "the backbone", newly_initialised=("head.",))
+        return rebuilt
+
+    def check_input(self, sfreq: float, n_times: int, unit: str, where: str,
+                    channels: Sequence[str] | None = None) -> None:
+        """Neuro-BERT needs its patch rate and at least one patch; it records the windows' length
+        and unit in its config."""
+        config = self.config
+        if abs(config.sfreq - float(sfreq)) > 1e-6 * config.sfreq:
+            raise ConfigError(f"{where}: this Neuro-BERT was built for {config.sfreq:g} Hz, the "
+                              f"windows are at {sfreq:g} Hz; its {config.patch_len}-sample patches "
+                              "would cover another duration. Resample, or train from scratch")
+        if n_times < config.patch_len:
+            raise ConfigError(f"{where}: windows of {n_times} samples are shorter than one "
+                              f"{config.patch_len}-sample patch")
+        self.config = replace(config, n_times=int(n_times), input_unit=unit)
+
+    def saved_config(self) -> dict[str, Any]:
+        # Neuro-BERT states its own rate, patch length and input unit.
+        return {"architecture": self.config.to_dict(), "sfreq": self.config.sfreq,
+                "patch_size": self.config.patch_len, "input_unit": self.config.input_unit}
+
+    @classmethod
+    def from_saved_config(cls, config: Mapping[str, Any]) -> NeuroBert:
+        return cls.from_config(config["architecture"])
 
 
 def _check_has_real_channel(channel_mask: torch.Tensor | None) -> None:

@@ -1,20 +1,30 @@
-"""Named model configurations (``labram_base``, ``vqnsp_base``, ``neurobert_small``...).
+"""Named model configurations (``labram_base``, ``vqnsp_base``, ``neurobert_small``...) and the
+model families that neurofm's checkpoint format can rebuild.
 
 A builder is registered under a name with :func:`register_model`; :func:`create_model` builds it,
-with keyword overrides of its config. Checkpoints record the name and the resolved config, so a
-model is rebuilt exactly from its file.
+with keyword overrides of its config. A family class (:class:`~neurofm.models.backbone.SavedModel`)
+is registered with :func:`register_family`; :func:`family_class` finds it by the name a
+``config.json`` records. Checkpoints record the family, the registered name and the resolved
+config, so a model is rebuilt exactly from its file.
+
+A new family is one module that registers both, listed in :data:`FAMILY_MODULES`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import nn
 
 from neurofm.errors import ConfigError
 
+if TYPE_CHECKING:
+    from neurofm.models.backbone import Backbone, SavedModel
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_FAMILIES: dict[str, type[SavedModel]] = {}
+_S = TypeVar("_S", bound="type[SavedModel]")
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -29,12 +39,43 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return decorate
 
 
+def register_family(cls: _S) -> _S:
+    """Class decorator: make ``cls`` (a :class:`~neurofm.models.backbone.SavedModel`) loadable
+    from checkpoints that record its ``family``."""
+    if cls.family in _FAMILIES and _FAMILIES[cls.family] is not cls:
+        raise ValueError(f"model family {cls.family!r} is registered twice")
+    _FAMILIES[cls.family] = cls
+    return cls
+
+
+def family_class(family: str) -> type[SavedModel] | None:
+    """The registered class of ``family``, or None when no family of that name exists."""
+    _import_model_families()
+    return _FAMILIES.get(family)
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the model registered under ``name``, with config fields overridden by keyword."""
     _import_model_families()
     if name not in _BUILDERS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return _BUILDERS[name](**overrides)
+
+
+def backbone_class(name: str) -> type[Backbone] | None:
+    """The :class:`~neurofm.models.backbone.Backbone` class that model ``name`` fine-tunes as (a
+    pretraining network's backbone), or None when it holds none (a tokenizer). The model is built
+    on the meta device, so nothing is allocated."""
+    import torch
+
+    from neurofm.errors import CheckpointError
+    from neurofm.models.backbone import as_backbone
+
+    with torch.device("meta"):
+        try:
+            return type(as_backbone(create_model(name), name))
+        except CheckpointError:
+            return None
 
 
 def check_sizes(config: object, names: tuple[str, ...]) -> None:
@@ -53,18 +94,25 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def register_family_module(module: str) -> None:
+    """Add a module (dotted name) whose import registers a family and its named models, e.g. a
+    family defined outside neurofm."""
+    if module not in FAMILY_MODULES:
+        FAMILY_MODULES.append(module)
+
+
 def _import_model_families() -> None:
     # Importing a family module runs its @register_model decorators.
     import importlib
 
-    for module in _FAMILY_MODULES:
+    for module in FAMILY_MODULES:
         importlib.import_module(module)
 
 
-# Model family modules whose import registers their named configs.
-_FAMILY_MODULES: tuple[str, ...] = (
+#: Model family modules whose import registers their families and named configs.
+FAMILY_MODULES: list[str] = [
     "neurofm.models.labram",
     "neurofm.models.labram_pretrain",
     "neurofm.models.vqnsp",
     "neurofm.models.neurobert",
-)
+]

@@ -19,6 +19,7 @@ VQ objective calls it every ``restart_every`` steps when asked; the official rec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -27,14 +28,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from neurofm.models.backbone import SavedModel
 from neurofm.models.labram import (
+    INPUT_UNIT,
     PATCH_SIZE,
+    SAMPLING_RATE,
     LabramConfig,
     NeuralTransformer,
     as_patches,
     channel_major_valid,
 )
-from neurofm.models.registry import check_sizes, register_model
+from neurofm.models.registry import check_sizes, register_family, register_model
 
 
 def _distributed() -> bool:
@@ -274,12 +278,15 @@ class VQNSPOutput:
     phase: torch.Tensor | None = None
 
 
-class VQNSP(nn.Module):
+@register_family
+class VQNSP(nn.Module, SavedModel):
     """The VQ-NSP tokenizer (encoder, codebook, decoder with amplitude and phase heads).
 
     Inputs: ``x [B, N, T]`` or ``[B, N, A, 200]`` in 100 µV at 200 Hz, ``channel_index [B, N]``
     vocabulary indices, optional ``channel_mask [B, N]`` (True = real channel).
     """
+
+    family = "vqnsp"
 
     def __init__(self, config: VQNSPConfig = VQNSPConfig()) -> None:
         super().__init__()
@@ -343,6 +350,15 @@ class VQNSP(nn.Module):
         """Token ids ``[B, N·A]`` (−1 at padding). Call in eval mode: training mode would update
         the codebook."""
         return self.encode(x, channel_index, channel_mask).token_ids
+
+
+    def saved_config(self) -> dict[str, Any]:
+        return {"architecture": self.config.to_dict(), "sfreq": SAMPLING_RATE,
+                "patch_size": PATCH_SIZE, "input_unit": INPUT_UNIT}
+
+    @classmethod
+    def from_saved_config(cls, config: Mapping[str, Any]) -> VQNSP:
+        return cls(VQNSPConfig.from_dict(config["architecture"]))
 
 
 def build_vqnsp(encoder: LabramConfig, **overrides: Any) -> VQNSP:

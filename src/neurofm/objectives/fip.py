@@ -18,7 +18,7 @@ no gradient to the phase); ``docs/neurobert.md`` shows both measured side by sid
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from torch import nn
 from neurofm.errors import ConfigError
 from neurofm.models.neurobert import NeuroBert
 from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchObjective
+from neurofm.objectives.registry import BuildContext, ObjectiveSpec, build_model, register_objective
 
 PHASE_NORM_EPS = 1e-6
 Spectrum = Literal["polar", "cartesian"]
@@ -127,3 +128,12 @@ class FourierInversionPrediction(MaskedPatchObjective):
     def _cartesian_parts(self, hidden: torch.Tensor) -> torch.Tensor:
         """The Cartesian head's (real, imaginary) pairs ``[..., K, 2]``, in float32."""
         return self.split_per_channel(self.spectrum_head(hidden).float(), self.model.config.n_bins, 2)
+
+
+def _build(config: Any, context: BuildContext) -> tuple[nn.Module, nn.Module]:
+    encoder = build_model(config, NeuroBert, "--objective fip", n_times=context.window_samples)
+    return FourierInversionPrediction(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on,
+                                      spectrum=config.fip_spectrum), encoder
+
+
+register_objective(ObjectiveSpec("fip", _build))

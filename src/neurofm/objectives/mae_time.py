@@ -8,11 +8,14 @@ Fourier parameterisation of the target, nothing else.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from neurofm.models.neurobert import NeuroBert
 from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchObjective
+from neurofm.objectives.registry import BuildContext, ObjectiveSpec, build_model, register_objective
 
 
 class TimeDomainMAE(MaskedPatchObjective):
@@ -34,3 +37,11 @@ class TimeDomainMAE(MaskedPatchObjective):
     def reconstruct(self, hidden: torch.Tensor) -> torch.Tensor:
         """Patches ``[B, L, P]`` (or ``[B, A, C, P]``) regressed directly from ``hidden [B, L, D]``."""
         return self.split_per_channel(self.time_head(hidden).float(), self.model.config.patch_len)
+
+
+def _build(config: Any, context: BuildContext) -> tuple[nn.Module, nn.Module]:
+    encoder = build_model(config, NeuroBert, "--objective mae-time", n_times=context.window_samples)
+    return TimeDomainMAE(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on), encoder
+
+
+register_objective(ObjectiveSpec("mae-time", _build))

@@ -15,15 +15,19 @@ type; the targets are always computed in fp32. A batch may bring its own ``"toke
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurofm.errors import CheckpointError, ConfigError
 from neurofm.models.labram import PATCH_SIZE, channel_major_valid
 from neurofm.models.labram_pretrain import LabramForMaskedEEG
 from neurofm.models.vqnsp import VQNSP
 from neurofm.objectives.base import ObjectiveOutput
 from neurofm.objectives.masking import random_token_mask
+from neurofm.objectives.registry import BuildContext, ObjectiveSpec, build_model, register_objective
 from neurofm.objectives.token_cache import TokenTargetCache
 
 
@@ -126,3 +130,31 @@ class MaskedEEGModelling(nn.Module):
             metrics["loss_symmetric"] = loss_sym.detach()
             metrics["accuracy_symmetric"] = (logits_sym.argmax(-1) == targets[complement]).float().mean().detach()
         return ObjectiveOutput(loss=loss, metrics=metrics)
+
+
+def _build(config: Any, context: BuildContext) -> tuple[nn.Module, nn.Module]:
+    from neurofm.models.saved import load_pretrained
+    from neurofm.objectives.token_cache import tokenizer_fingerprint
+
+    assert config.tokenizer is not None  # PretrainConfig requires it for mem
+    tokenizer = load_pretrained(config.tokenizer)
+    if not isinstance(tokenizer, VQNSP):
+        raise CheckpointError(f"--tokenizer {config.tokenizer} holds a {type(tokenizer).__name__}, "
+                              "not a VQ-NSP tokenizer; pass the model/ folder of a "
+                              "`neurofm tokenizer train` run")
+    # The student predicts the tokenizer's codes unless told otherwise.
+    student = build_model(config, LabramForMaskedEEG, "--objective mem",
+                          vocab_size=tokenizer.quantizer.n_codes)
+    if tokenizer.quantizer.n_codes != student.vocab_size:
+        raise ConfigError(f"--tokenizer has {tokenizer.quantizer.n_codes} codes but model "
+                          f"{config.model} predicts {student.vocab_size}; set "
+                          f"model_overrides.vocab_size={tokenizer.quantizer.n_codes}")
+    cache = TokenTargetCache(tokenizer_fingerprint(tokenizer), context.run_dir / "token_cache",
+                             rank=context.ctx.rank, flush_every=4096)
+    return MaskedEEGModelling(student, tokenizer, mask_ratio=config.mask_ratio,
+                              symmetric=config.symmetric_masking, token_cache=cache,
+                              autocast_dtype=context.autocast_dtype), student
+
+
+register_objective(ObjectiveSpec("mem", _build, labram_input=True,
+                                 parents=lambda config: [("tokenizer", str(config.tokenizer))]))

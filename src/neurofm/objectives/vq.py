@@ -15,12 +15,15 @@ against codebook collapse; the official recipe has no restart) and logs how many
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from neurofm.models.labram import as_patches
 from neurofm.models.vqnsp import VQNSP, fourier_targets
 from neurofm.objectives.base import ObjectiveOutput
+from neurofm.objectives.registry import BuildContext, ObjectiveSpec, build_model, register_objective
 
 
 def _masked_mse(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -93,3 +96,14 @@ class VQNSPObjective(nn.Module):
         if self.dead_fraction is None:
             return self.dead_below
         return self.dead_fraction * float(self.tokenizer.quantizer.usage.mean())
+
+
+def _build(config: Any, context: BuildContext) -> tuple[nn.Module, nn.Module]:
+    tokenizer = build_model(config, VQNSP, "neurofm tokenizer train")
+    objective = VQNSPObjective(tokenizer, restart_dead_every=config.restart_dead_every,
+                               dead_fraction=config.dead_code_fraction,
+                               autocast_dtype=context.autocast_dtype)
+    return objective, tokenizer
+
+
+register_objective(ObjectiveSpec("vq-nsp", _build, labram_input=True))

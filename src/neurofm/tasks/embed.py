@@ -34,7 +34,9 @@ from neurofm.data.corpus import Corpus
 from neurofm.data.windows import WindowDataset
 from neurofm.engine.distributed import resolve_device
 from neurofm.errors import ConfigError
-from neurofm.tasks.backbones import TaskNetwork, check_input, load_backbone, unwrap
+from neurofm.loading import load_source
+from neurofm.models.backbone import as_backbone
+from neurofm.tasks.backbones import TaskNetwork
 from neurofm.tasks.definitions import PREPROCESSING_RECIPES
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -63,16 +65,14 @@ class Embeddings:
 
 
 def load_embedding_model(checkpoint: str) -> tuple[TaskNetwork, dict[str, Any]]:
-    """The network whose features are embedded: a backbone checkpoint (see
-    :func:`neurofm.tasks.backbones.load_backbone`) or a LoRA adapter folder (base + adapters)."""
-    path = Path(checkpoint[len("official:"):] if checkpoint.startswith("official:") else checkpoint)
-    from neurofm.tasks.finetune import ADAPTER_SIDECAR, load_lora_model
-
-    if path.is_dir() and (path / ADAPTER_SIDECAR).is_file():
-        network = load_lora_model(path)
-        return network, {"init": checkpoint, "source": "lora-adapters", "path": str(path)}
-    backbone, info = load_backbone(checkpoint)
-    return TaskNetwork(backbone).eval(), info
+    """The network whose features are embedded: any source :func:`neurofm.from_pretrained`
+    takes that holds a backbone (a LoRA adapter folder: base with adapters)."""
+    model, info = load_source(checkpoint, backbone=True, n_outputs=0)
+    if info.kind == "lora-adapters":
+        return TaskNetwork(model).eval(), {"init": checkpoint, "source": info.kind,
+                                           "path": info.path}
+    return TaskNetwork(as_backbone(model, checkpoint)).eval(), {
+        "init": checkpoint, "source": info.kind, "path": info.path, "model": info.model}
 
 
 def autocast_context(device: torch.device, precision: Precision
@@ -135,17 +135,17 @@ def embed_corpus(checkpoint: str, corpus: Corpus | str | os.PathLike, window_sec
                           "use shorter windows (--window-seconds)")
     network, info = load_embedding_model(checkpoint)
     units = sorted({corpus[rid].unit for rid in dataset.recording_ids})
-    if network.family == "labram":
+    if network.base.uses_channel_vocabulary:
         unmapped = [rid for rid in dataset.recording_ids
                     if corpus[rid].vocabulary_indices is None]
         if unmapped:
             raise ConfigError(
-                f"LaBraM needs EEG channels named in its vocabulary, but {len(unmapped)} "
+                f"{network.family} needs EEG channels named in the LaBraM vocabulary, but {len(unmapped)} "
                 f"recording(s) of {corpus.path} have channels it cannot place (e.g. "
                 f"{unmapped[0]!r}: {list(corpus[unmapped[0]].channels)}); rename or drop them "
                 "when preparing the corpus")
-    check_input(unwrap(network.backbone), dataset.sfreq, dataset.window_length, units[0],
-                f"corpus {corpus.path}")
+    network.base.check_input(dataset.sfreq, dataset.window_length, units[0],
+                             f"corpus {corpus.path}")
     target = resolve_device(device)
     features = embed_windows(network, dataset, batch_size, target, precision, progress)
     recording = np.asarray(dataset.recording_ids, dtype=str)[dataset.window_recording]

@@ -43,7 +43,7 @@ from neurofm.engine.pretraining_data import (
     run_dir_of_checkpoint,
 )
 from neurofm.errors import CheckpointError, OverlapError
-from neurofm.tasks.backbones import init_path, is_engine_checkpoint
+from neurofm.loading import ADAPTER_SIDECAR, init_path, is_engine_checkpoint
 
 _log = logging.getLogger(__name__)
 
@@ -90,8 +90,6 @@ def _record(init: str, depth: int) -> PretrainingRecord | None:
                               "LoRA adapter folder, a training checkpoint .pt, official:PATH or "
                               "'scratch'")
     if path.is_dir():
-        from neurofm.tasks.finetune import ADAPTER_SIDECAR
-
         sidecar = path / ADAPTER_SIDECAR
         if sidecar.is_file():
             base = _read_json(sidecar).get("init")

@@ -1,0 +1,267 @@
+"""Training one fold of a fine-tuning job and predicting its scored windows.
+
+:class:`FineTunePredictor` is the fold predictor :func:`neurofm.tasks.evaluate.evaluate_system`
+calls: it builds the task network (:func:`neurofm.tasks.backbones.build_task_network`), trains it
+with the engine's :class:`~neurofm.engine.trainer.Trainer` on the fold's training recordings
+(balanced class weights by default, layer-wise lr decay when set), keeps the epoch with the best
+validation score, chooses a binary decision threshold on the validation windows, predicts the
+fold's scored recordings and exports the selected weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from neurofm.atomic import atomic_write_json
+from neurofm.channels import vocabulary_indices
+from neurofm.data.batching import collate_windows
+from neurofm.data.splits import Split
+from neurofm.engine import distributed as dist_utils
+from neurofm.engine.checkpointing import CheckpointManager, checkpoint_meta, load_checkpoint
+from neurofm.engine.distributed import DistributedContext
+from neurofm.engine.trainer import Trainer, seed_everything
+from neurofm.errors import ChannelError, ConfigError
+from neurofm.models.backbone import unwrap
+from neurofm.models.saved import save_pretrained
+from neurofm.objectives.classification import SupervisedObjective, target_kind
+from neurofm.tasks.backbones import (
+    TaskNetwork,
+    absolute_init,
+    build_task_network,
+    layer_decay_groups,
+    save_lora_adapters,
+)
+from neurofm.tasks.data import TaskWindows
+from neurofm.tasks.definitions import Task
+from neurofm.tasks.evaluate import Predictions
+from neurofm.tasks.finetune_config import FinetuneJobConfig
+from neurofm.tasks.imbalance import balanced_class_weights, choose_threshold, decide
+from neurofm.tasks.metrics import classification_metrics
+
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+PREDICTIONS_FILE = "predictions.json"
+
+
+def window_channel_index(windows: TaskWindows) -> np.ndarray:
+    """Per channel of the task's windows, its LaBraM vocabulary index ``[C]``; montage positions
+    ``0..C-1`` when the channels are not EEG names (EMG), which only Neuro-BERT takes (LaBraM
+    refuses such windows in its :meth:`~neurofm.models.backbone.Backbone.check_input`)."""
+    try:
+        return np.asarray(vocabulary_indices(windows.channels), dtype=np.int64)
+    except ChannelError:
+        return np.arange(len(windows.channels), dtype=np.int64)
+
+
+class TaskWindowDataset(Dataset):
+    """A task's in-memory windows as items of :func:`neurofm.data.batching.collate_windows`.
+
+    Item ``i``: ``signal`` float32 ``[C, T]`` (the corpus unit), ``channel_index`` long ``[C]``,
+    ``label`` long, ``index`` ``i``, ``sfreq``, ``recording_id`` and ``subject``.
+    """
+
+    def __init__(self, windows: TaskWindows) -> None:
+        self.windows = windows
+        self.channel_index = torch.from_numpy(window_channel_index(windows))
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        windows = self.windows
+        return {
+            "signal": torch.from_numpy(np.ascontiguousarray(windows.signal[index])),
+            "channel_index": self.channel_index,
+            "label": torch.tensor(int(windows.label[index]), dtype=torch.long),
+            "index": int(index),
+            "sfreq": windows.sfreq,
+            "recording_id": str(windows.recording[index]),
+            "subject": str(windows.subject[index]),
+        }
+
+
+class ValidationScore:
+    """The engine's validation hook for a supervised objective: loss, every classification metric
+    (:func:`neurofm.tasks.metrics.classification_metrics`) over all validation windows of all
+    ranks, and ``score``, the task's primary metric (what model selection maximises)."""
+
+    def __init__(self, primary_metric: str) -> None:
+        self.primary_metric = primary_metric
+
+    def __call__(self, objective: nn.Module, batches, ctx: DistributedContext) -> dict[str, float]:
+        labels, probabilities, loss_sum = [], [], 0.0
+        for batch in batches:
+            batch = _to_device(batch, ctx.device)
+            loss, predicted = objective.evaluate_batch(batch)
+            labels.append(batch["label"].cpu().numpy())
+            probabilities.append(predicted.float().cpu().numpy())
+            loss_sum += float(loss) * len(labels[-1])
+        gathered = dist_utils.all_gather_objects((labels, probabilities, loss_sum), ctx)
+        y_true = np.concatenate([y for part in gathered for y in part[0]] or [np.zeros(0)])
+        if y_true.size == 0:
+            return {}
+        y_prob = np.concatenate([p for part in gathered for p in part[1]])
+        scores = classification_metrics(y_true.astype(np.int64), y_prob)
+        scores["loss"] = sum(part[2] for part in gathered) / y_true.size
+        scores["score"] = scores[self.primary_metric]
+        return scores
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def predict(objective: SupervisedObjective, dataset: Dataset, batch_size: int,
+            device: torch.device, precision: str = "fp32") -> np.ndarray:
+    """Class probabilities ``[N, K]`` of every window of ``dataset``, in order (eval mode)."""
+    objective.eval()
+    parts = []
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    with torch.no_grad(), autocast:
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = _to_device(collate_windows(items), device)
+            parts.append(objective.predictions(objective.outputs(batch)).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, objective.n_classes))
+
+
+class FineTunePredictor:
+    """Fold predictor for :func:`neurofm.tasks.evaluate.evaluate_system` that fine-tunes.
+
+    ``predictor(index, fold)`` trains a fresh network on the fold's training recordings (seeded by
+    ``config.run.seed``), selects the best validation epoch and the decision threshold, predicts
+    the fold's scored recordings and returns :class:`Predictions`. With ``resume``, a fold whose
+    predictions were saved is reused and an interrupted fold continues from its last checkpoint.
+    ``selection[index]`` records the chosen epoch and its validation score.
+    """
+
+    def __init__(self, config: FinetuneJobConfig, task: Task, windows: TaskWindows,
+                 out_dir: str | Path, ctx: DistributedContext | None = None,
+                 resume: bool = False) -> None:
+        self.config = config
+        self.task = task
+        self.windows = windows
+        self.dataset = TaskWindowDataset(windows)
+        self.out_dir = Path(out_dir)
+        self.ctx = ctx if ctx is not None else dist_utils.init_distributed(config.run.device)
+        self.resume = resume
+        self.selection: dict[int, dict[str, Any]] = {}
+        self.init_info: dict[str, Any] = {}
+
+    def __call__(self, index: int, fold: Split) -> Predictions:
+        run_dir = self.out_dir / f"fold{index}"
+        saved = run_dir / PREDICTIONS_FILE
+        if self.resume and saved.is_file():
+            try:
+                data = json.loads(saved.read_text(encoding="utf-8"))
+                selection, predictions = data["selection"], Predictions.from_dict(data["predictions"])
+            except (ValueError, KeyError, TypeError, AttributeError) as error:  # truncated, edited
+                raise ConfigError(f"{saved} is damaged ({type(error).__name__}: {error}); delete it "
+                                  "and run again with --resume: that fold is then evaluated again "
+                                  "from its checkpoints") from None
+            self.selection[index] = selection
+            self.init_info = data.get("init", self.init_info)
+            return predictions
+        windows = self.windows
+        train, val, test = (np.flatnonzero(np.isin(windows.recording, part))
+                            for part in (fold.train, fold.val, fold.scored_recordings))
+        if train.size == 0 or test.size == 0:
+            raise ConfigError(f"fold {index} ({fold.name}) has {train.size} training and "
+                              f"{test.size} {fold.scored} windows; every fold needs both")
+        config = self.config.for_fold(index)
+        seed_everything(config.run.seed)
+        network, self.init_info = build_task_network(
+            config, self.task, windows.sfreq, windows.signal.shape[-1], windows.unit,
+            windows.channels)
+        kind = target_kind(self.task.n_classes)
+        weights = (torch.as_tensor(balanced_class_weights(windows.label[train],
+                                                          self.task.n_classes))
+                   if config.class_weight == "balanced" else None)
+        objective = SupervisedObjective(network, kind, self.task.n_classes,
+                                        config.label_smoothing if kind == "multiclass" else 0.0,
+                                        class_weight=weights)
+        layer_of, depth = layer_decay_groups(network) if config.optim.layer_decay else (None, None)
+        trainer = Trainer(
+            objective, config, run_dir,
+            train_data=Subset(self.dataset, train.tolist()),
+            val_data=Subset(self.dataset, val.tolist()) if val.size else None,
+            collate_fn=collate_windows,
+            evaluate=ValidationScore(self.task.primary_metric),
+            layer_id=layer_of, num_layers=depth, ctx=self.ctx,
+        )
+        resume = self.resume and bool(CheckpointManager(run_dir / "checkpoints").periodic())
+        if not resume and self.ctx.is_main:
+            # A fresh fold must not pick up the best.pt of an earlier, abandoned run.
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        dist_utils.barrier(self.ctx)
+        result = trainer.fit(resume=resume)
+        selection = self._select(objective, result.best_checkpoint, result.step)
+        selection["threshold"] = self._threshold(objective, val)
+        probabilities = self._predict(objective, test)
+        predictions = Predictions(
+            y_true=windows.label[test], y_prob=probabilities, fold=np.full(test.size, index),
+            subject=windows.subject[test], recording=windows.recording[test],
+            onset=windows.onset[test], y_pred=decide(probabilities, selection["threshold"]))
+        self.selection[index] = selection
+        if self.ctx.is_main:
+            selection["weights"] = self._export(config, network, objective.n_outputs, fold,
+                                                run_dir, selection["threshold"])
+            atomic_write_json(saved, {"selection": selection, "init": self.init_info,
+                                      "predictions": predictions.to_dict()})
+            # The fold is finished and its selected weights exported; the training checkpoints
+            # (optimizer state included) only served selection and resuming.
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        return predictions
+
+    def _predict(self, objective: SupervisedObjective, rows: np.ndarray) -> np.ndarray:
+        config = self.config
+        return predict(objective, Subset(self.dataset, rows.tolist()), config.data.batch_size,
+                       self.ctx.device, config.run.precision)
+
+    def _threshold(self, objective: SupervisedObjective, val: np.ndarray) -> float | None:
+        """The binary decision threshold (None: argmax), chosen on the validation windows."""
+        if self.task.n_classes != 2 or self.config.threshold == "argmax":
+            return None
+        if val.size == 0:
+            return 0.5
+        return choose_threshold(self.windows.label[val], self._predict(objective, val)[:, 1])
+
+    def _export(self, config: FinetuneJobConfig, network: TaskNetwork, n_outputs: int,
+                fold: Split, run_dir: Path, threshold: float | None) -> str:
+        """Write the selected weights: ``model/`` (neurofm format, backbone with its head) or, for
+        LoRA, ``adapter/`` (adapters and head only). Returns the folder name."""
+        description = {"init": absolute_init(config.init), "model": config.model,
+                       "model_overrides": dict(config.model_overrides), "mode": config.mode,
+                       "n_outputs": n_outputs, "task": self.task.name,
+                       "class_names": list(self.task.class_names), "fold": fold.name,
+                       "seed": config.run.seed, "decision_threshold": threshold,
+                       "class_weight": config.class_weight}
+        if config.mode == "lora":
+            save_lora_adapters(network, run_dir / ADAPTER_DIR, description)
+            return ADAPTER_DIR
+        save_pretrained(unwrap(network.backbone), run_dir / MODEL_DIR, model_name=config.model,
+                        extra=description)
+        return MODEL_DIR
+
+    def _select(self, objective: SupervisedObjective, best: Path | None, step: int
+                ) -> dict[str, Any]:
+        if best is None or not Path(best).is_file():
+            # No finite validation score (e.g. one class in the validation subjects): the last
+            # weights are used, and the result says so.
+            return {"selected": "last", "step": step, "reason": "no finite validation score"}
+        state = load_checkpoint(best, map_location=self.ctx.device)
+        objective.load_state_dict(state["model"])
+        meta = checkpoint_meta(best)
+        metrics = meta.get("metrics", {})
+        return {"selected": "best", "step": meta.get("step"), "epoch": meta.get("epoch"),
+                "val_score": metrics.get("score"), "val_metrics": metrics}
