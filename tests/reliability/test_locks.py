@@ -251,3 +251,23 @@ def test_torchrun_rank_refuses_a_folder_whose_rank_0_lock_is_another_jobs(tmp_pa
                 locks.run_folder_lock(run, "pretrain"):
             pass
     assert not (run / f"{LOCK_NAME}.rank-1").exists()
+
+
+def test_finetune_into_a_folder_in_use_is_refused(mirror_dir, tmp_path, capsys):
+    subset = tmp_path / "eegmat"
+    subset.mkdir()
+    for number in range(6):  # one subject per fold
+        for part in (1, 2):
+            name = f"Subject{number:02d}_{part}.edf"
+            shutil.copyfile(mirror_dir / "eegmat" / name, subset / name)
+    out = tmp_path / "run"
+    with HeldLock(out / LOCK_NAME) as held:
+        code = main(["finetune", "--task", "eegmat", "--init", "scratch", "--model",
+                     "labram_small", "--corpus", str(tmp_path / "corpora"), "--dataset-dir",
+                     str(subset), "--epochs", "1", "--max-folds", "1", "--quiet", "--out",
+                     str(out)])
+        err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("neurofm finetune: error: ")
+    assert f"{out} is in use by pid {held.pid}" in err
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
