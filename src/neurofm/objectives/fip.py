@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurofm.errors import ConfigError
-from neurofm.models.neurobert import NeuroBert
-from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchObjective
+from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchEncoder, MaskedPatchObjective
 from neurofm.objectives.registry import BuildContext, ObjectiveSpec, build_model, register_objective
 
 PHASE_NORM_EPS = 1e-6
@@ -66,7 +65,7 @@ def patch_spectrum(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class FourierInversionPrediction(MaskedPatchObjective):
-    """FIP over a :class:`NeuroBert` encoder: ``forward(batch) -> ObjectiveOutput``.
+    """FIP over a Neuro-BERT encoder (any :class:`MaskedPatchEncoder`): ``forward(batch) -> ObjectiveOutput``.
 
     Args:
         model: the encoder; ``model.config.patch_len`` fixes P and K.
@@ -84,7 +83,7 @@ class FourierInversionPrediction(MaskedPatchObjective):
     phase_head: nn.Linear
     spectrum_head: nn.Linear
 
-    def __init__(self, model: NeuroBert, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
+    def __init__(self, model: MaskedPatchEncoder, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
                  spectrum: Spectrum = "polar", generator: torch.Generator | None = None) -> None:
         super().__init__(model, mask_ratio=mask_ratio, loss_on=loss_on, generator=generator)
         if spectrum not in SPECTRA:
@@ -131,7 +130,8 @@ class FourierInversionPrediction(MaskedPatchObjective):
 
 
 def _build(config: Any, context: BuildContext) -> tuple[nn.Module, nn.Module]:
-    encoder = build_model(config, NeuroBert, "--objective fip", n_times=context.window_samples)
+    encoder: Any = build_model(config, MaskedPatchEncoder,  # type: ignore[type-abstract]
+                               "--objective fip", n_times=context.window_samples)
     return FourierInversionPrediction(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on,
                                       spectrum=config.fip_spectrum), encoder
 

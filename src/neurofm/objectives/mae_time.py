@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from neurofm.models.neurobert import NeuroBert
-from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchObjective
+from neurofm.objectives.patch_reconstruction import LossOn, MaskedPatchEncoder, MaskedPatchObjective
 from neurofm.objectives.registry import BuildContext, ObjectiveSpec, build_model, register_objective
 
 
@@ -26,7 +25,7 @@ class TimeDomainMAE(MaskedPatchObjective):
 
     name = "mae-time"
 
-    def __init__(self, model: NeuroBert, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
+    def __init__(self, model: MaskedPatchEncoder, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
                  generator: torch.Generator | None = None) -> None:
         super().__init__(model, mask_ratio=mask_ratio, loss_on=loss_on, generator=generator)
         self.time_head = nn.Linear(model.config.embed_dim,
@@ -40,7 +39,8 @@ class TimeDomainMAE(MaskedPatchObjective):
 
 
 def _build(config: Any, context: BuildContext) -> tuple[nn.Module, nn.Module]:
-    encoder = build_model(config, NeuroBert, "--objective mae-time", n_times=context.window_samples)
+    encoder: Any = build_model(config, MaskedPatchEncoder,  # type: ignore[type-abstract]
+                               "--objective mae-time", n_times=context.window_samples)
     return TimeDomainMAE(encoder, mask_ratio=config.mask_ratio, loss_on=config.loss_on), encoder
 
 

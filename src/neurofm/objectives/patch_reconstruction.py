@@ -1,6 +1,7 @@
 """What FIP and its time-domain ablation share, so the two compare on equal terms.
 
-Both objectives z-score and patch the batch with the Neuro-BERT model, draw the mask with the one
+Both objectives z-score and patch the batch with the encoder (Neuro-BERT, or any network with
+the :class:`MaskedPatchEncoder` methods), draw the mask with the one
 sampler (:func:`neurofm.objectives.masking.random_token_mask`), run the encoder with mask tokens,
 reconstruct every token's patch in the time domain, and score it with the same masked MSE
 (METHODS §6.4): ``L = (1/(|M| P)) Σ_{i∈M} ‖x̂_i − x_i‖²``. They differ only in the head
@@ -10,17 +11,40 @@ reconstruct every token's patch in the time domain, and score it with the same m
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from neurofm.errors import ConfigError
-from neurofm.models.neurobert import NeuroBert
 from neurofm.objectives.base import ObjectiveOutput
 from neurofm.objectives.masking import random_token_mask
 
 LossOn = Literal["masked", "all"]
+
+
+@runtime_checkable
+class MaskedPatchEncoder(Protocol):
+    """What a masked patch objective needs of its encoder (:class:`~neurofm.models.neurobert.NeuroBert`
+    is one): ``config`` with ``sfreq``, ``patch_len``, ``n_bins`` and ``embed_dim``; how many
+    channels one token stands for; and the patch, validity, target and encoder methods with
+    Neuro-BERT's signatures."""
+
+    config: Any
+
+    @property
+    def head_channels(self) -> int: ...
+
+    def patchify(self, signal: torch.Tensor, channel_mask: torch.Tensor | None = None
+                 ) -> torch.Tensor: ...
+
+    def token_validity(self, channel_mask: torch.Tensor | None, n_chans: int, n_patches: int,
+                       batch_size: int, device: torch.device | None = None) -> torch.Tensor: ...
+
+    def patch_targets(self, patches: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_encoder(self, patches: torch.Tensor, token_mask: torch.Tensor | None = None,
+                        channel_mask: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 def masked_patch_mse(prediction: torch.Tensor, target: torch.Tensor, selected: torch.Tensor
@@ -62,7 +86,7 @@ def spectral_errors(prediction: torch.Tensor, target: torch.Tensor, selected: to
 
 
 class MaskedPatchObjective(nn.Module, ABC):
-    """Masked patch reconstruction over a :class:`NeuroBert` encoder; subclasses add the head.
+    """Masked patch reconstruction over a :class:`MaskedPatchEncoder`; subclasses add the head.
 
     Args:
         model: the encoder (saved and fine-tuned on its own; the heads live here).
@@ -73,7 +97,7 @@ class MaskedPatchObjective(nn.Module, ABC):
 
     name: str = ""
 
-    def __init__(self, model: NeuroBert, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
+    def __init__(self, model: MaskedPatchEncoder, mask_ratio: float = 0.5, loss_on: LossOn = "masked",
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0.0 <= mask_ratio < 1.0:

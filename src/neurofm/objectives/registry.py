@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from neurofm.engine.config import TrainConfig
     from neurofm.engine.distributed import DistributedContext
 
-_M = TypeVar("_M", bound=nn.Module)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ def objective_name(config: TrainConfig) -> str:
     return name
 
 
-def build_model(config: TrainConfig, expected: type[_M], where: str,
-                **defaults: Any) -> _M:
+def build_model(config: TrainConfig, expected: type[_T], where: str, **defaults: Any) -> _T:
     """The registered ``config.model`` built with ``defaults`` under ``config.model_overrides``,
     checked to be an ``expected`` (what the objective trains); :class:`ConfigError` otherwise."""
     from neurofm.models.registry import create_model
