@@ -63,8 +63,9 @@ def _run_baseline(task: Task, corpus, n_resamples: int) -> EvaluationResult:
     return evaluate_baseline(task, windows, folds, progress=False, n_resamples=n_resamples)
 
 
-def test_the_five_tasks_are_defined_with_their_selection_metric():
-    assert list_tasks() == ["eegmat", "dreams_sleep", "myo_gestures", "bi2012_p300", "graz_mi"]
+def test_the_tasks_are_defined_with_their_selection_metric():
+    assert list_tasks() == ["eegmat", "dreams_sleep", "dreams_sleep_staging",
+                            "dreams_sleep_staging_5s", "myo_gestures", "bi2012_p300", "graz_mi"]
     assert get_task("eegmat").primary_metric == "auroc"
     assert get_task("dreams_sleep").primary_metric == "cohen_kappa"
     assert get_task("myo_gestures").n_classes == 8

@@ -277,6 +277,29 @@ def bootstrap_over_subjects(
     return intervals
 
 
+def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
+                      ) -> list[dict[str, float | int | str]]:
+    """Per class: ``support`` (true windows), ``predicted`` (windows called that class),
+    ``recall``, ``precision`` and ``f1``. Recall is NaN for a class with no true window and
+    precision NaN for a class never predicted (undefined, not 0), F1 then NaN as well; a class
+    absent from the data is reported, never dropped."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    rows: list[dict[str, float | int | str]] = []
+    for index, name in enumerate(class_names):
+        true_k, pred_k = y_true == index, y_pred == index
+        hits = int(np.sum(true_k & pred_k))
+        support, predicted = int(true_k.sum()), int(pred_k.sum())
+        recall = hits / support if support else float("nan")
+        precision = hits / predicted if predicted else float("nan")
+        f1 = (2 * hits / (support + predicted)) if support and predicted else float("nan")
+        rows.append({"class": name, "support": support, "predicted": predicted,
+                     "recall": recall, "precision": precision, "f1": f1})
+    return rows
+
+
 def primary_metric_for(n_classes: int) -> str:
     """Model-selection metric of METHODS §5: AUROC for binary tasks, Cohen's kappa otherwise."""
     return "auroc" if n_classes == 2 else "cohen_kappa"

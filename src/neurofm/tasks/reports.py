@@ -30,7 +30,7 @@ from sklearn.metrics import confusion_matrix
 from neurofm.atomic import atomic_path, atomic_write_text
 from neurofm.errors import ConfigError
 from neurofm.tasks.evaluate import EvaluationResult
-from neurofm.tasks.metrics import METRIC_NAMES, Interval
+from neurofm.tasks.metrics import METRIC_NAMES, Interval, per_class_metrics
 
 _METRIC_LABELS = {
     "accuracy": "Accuracy",
@@ -245,6 +245,61 @@ def _metrics_table(results: Sequence[EvaluationResult], kind: str) -> _Table:
     return _Table(["system"] + [_METRIC_LABELS[m] for m in ordered], rows)
 
 
+def _number(value: float | int | str) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if np.isfinite(value) else "n/a"
+    return str(value)
+
+
+def _per_class_table(results: Sequence[EvaluationResult]) -> _Table:
+    """Per system and class, on the pooled scored windows: support, predicted, recall,
+    precision, F1 (n/a where undefined: a class absent from the windows or never predicted)."""
+    rows = []
+    for result in results:
+        predictions = result.predictions
+        for row in per_class_metrics(predictions.y_true, predictions.y_pred, result.class_names):
+            rows.append([result.system] + [_number(row[k]) for k in
+                                           ("class", "support", "predicted", "recall",
+                                            "precision", "f1")])
+    return _Table(["system", "class", "true windows", "predicted", "recall", "precision", "F1"],
+                  rows)
+
+
+def class_coverage(result: EvaluationResult) -> list[str]:
+    """Sentences on classes a fold could not learn or score: classes with no window at all, and,
+    per fold, classes absent from its training subjects. Training labels are known from the
+    predictions when every training subject is scored in some fold (cross-validation over all
+    folds); otherwise only the scored windows are described."""
+    names = result.class_names
+    predictions = result.predictions
+    lines = []
+    data = result.config.get("data") or {}
+    counts = {int(k): int(v) for k, v in data.get("windows_per_class", {}).items()}
+    if counts:
+        absent = [names[k] for k in range(len(names)) if counts.get(k, 0) == 0]
+        if absent:
+            pronoun = "it" if len(absent) == 1 else "them"
+            lines.append(
+                f"{', '.join(absent)}: no window in the data, so no fold trains or scores "
+                f"{pronoun}; recall is undefined (n/a), and macro-F1 counts such a class only "
+                "when a system predicts it (its F1 is then 0)")
+    per_subject: dict[str, set[int]] = defaultdict(set)
+    for subject, label in zip(predictions.subject.tolist(), predictions.y_true.tolist()):
+        per_subject[subject].add(int(label))
+    for index, fold in enumerate(result.folds):
+        train = fold.groups.get("train", ())
+        if not train or any(s not in per_subject for s in train):
+            continue
+        seen = set().union(*(per_subject[s] for s in train))
+        scored = set(predictions.y_true[predictions.fold == index].tolist())
+        missing = [names[k] for k in sorted(scored - seen)]
+        if missing:
+            lines.append(f"fold {fold.name or index}: {', '.join(missing)} in its "
+                         f"{fold.scored_label} windows but absent from its training "
+                         f"{result.task['split']['unit']}s, so no system could learn it there")
+    return lines
+
+
 def _split_table(result: EvaluationResult) -> _Table:
     rows = [[fold.name or str(i)] + [", ".join(fold.groups[part]) or "-"
                                      for part in ("train", "val", "test")]
@@ -290,13 +345,16 @@ def _config_rows(result: EvaluationResult) -> _Table:
         ["classes", ", ".join(task["class_names"])],
         ["preprocessing", f"{task['preprocessing']}: " + ", ".join(
             f"{k}={v}" for k, v in preprocess.items()
-            if k in ("pick_types", "l_freq", "h_freq", "notch_freq", "sfreq", "scale"))],
+            if k in ("pick_types", "l_freq", "h_freq", "notch_freq", "sfreq", "scale")
+            or (k == "clamp_h_freq" and v))],
         ["windows", f"{window['seconds']:g} s, stride {stride:g} s, labels from "
                     f"{window['label_mode']}"
          + (f", onset + {window['event_offset_seconds']:g} s" if window.get(
              "event_offset_seconds") is not None else "")
          + (f", channels {window['channels']}" if window.get("channels") else "")
-         + (f", channel: first of {window['derivation']}" if window.get("derivation") else "")],
+         + (f", channel: first of {window['derivation']}" if window.get("derivation") else "")
+         + (f" each recording has, presented as {window['derivation_name']}"
+            if window.get("derivation_name") else "")],
         ["model selection metric", str(task["primary_metric"])],
     ]
     return _Table(["setting", "value"], rows)
@@ -323,7 +381,10 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
         blocks.append(_Paragraph(
             f"{data['windows']} windows from {data['recordings']} recordings of {data['subjects']} "
             f"{first.task['split']['unit']}s; windows per class: " + ", ".join(
-                f"{first.class_names[int(c)]} {n}" for c, n in data["windows_per_class"].items())))
+                f"{first.class_names[int(c)]} {n}" for c, n in data["windows_per_class"].items())
+            + (("; windows dropped by the labelling: " + ", ".join(
+                f"{reason} {n}" for reason, n in data["dropped_windows"].items()))
+               if data.get("dropped_windows") else "") + "."))
     blocks += [_Heading("Split"), *_split_paragraphs(first), _split_table(first)]
     bootstrap = first.config.get("bootstrap", {})
     unit = first.task["split"]["unit"]
@@ -341,6 +402,9 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
         *_warnings(results),
         _Paragraph("Mean over folds with the Student-t interval of that mean:"),
         _metrics_table(results, "folds"),
+        _Paragraph(f"Per class, on all {scored} windows pooled:"),
+        _per_class_table(results),
+        *(_Paragraph(f"**Class coverage:** {line}.") for line in class_coverage(first)),
         _Heading("Systems"),
         _system_table(results),
         *_pretraining_paragraphs(results),

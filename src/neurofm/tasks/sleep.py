@@ -20,6 +20,7 @@ says to ``pip install 'neurofm[sleep]'``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -200,13 +201,16 @@ class YasaPredictor:
         self.yasa = _require("yasa")
         _require("lightgbm")
         self._staged: dict[str, np.ndarray] = {}
+        #: Distinct warnings YASA raised while staging (recorded with the result).
+        self.warnings: set[str] = set()
 
     def settings(self) -> dict[str, Any]:
         """What a result records about this system."""
         return {"system": "YASA SleepStaging, pretrained EEG-only LightGBM (eeg_lgb), shipped "
                           f"with yasa {self.yasa.__version__}; not trained on these folds",
                 "input": f"each test night's {self.windows.channels[0]} derivation, continuous, "
-                         "in µV (YASA resamples to 100 Hz and band-passes 0.4-30 Hz)"}
+                         "in µV (YASA resamples to 100 Hz and band-passes 0.4-30 Hz)",
+                "yasa_warnings": sorted(self.warnings)}
 
     def _stage(self, recording: str) -> np.ndarray:
         """YASA's class probabilities ``[epochs, K]`` (task class order) for a whole recording."""
@@ -223,7 +227,12 @@ class YasaPredictor:
             signal = self.corpus.signal(recording)[row] * _MICROVOLTS[self.windows.unit]
             raw = mne.io.RawArray(signal[None].astype(np.float64) * 1e-6,
                                   mne.create_info([channel], entry.sfreq, "eeg"), verbose="error")
-            hypnogram = self.yasa.SleepStaging(raw, eeg_name=channel).predict()
+            with warnings.catch_warnings(record=True) as caught:
+                # YASA's shipped model was pickled by an older scikit-learn; its warning is
+                # recorded in the result, not repeated per night.
+                warnings.simplefilter("always")
+                hypnogram = self.yasa.SleepStaging(raw, eeg_name=channel).predict()
+            self.warnings.update(str(w.message).split(". ")[0] for w in caught)
             proba = hypnogram.proba
             probabilities = np.zeros((len(proba), self.task.n_classes))
             for column in proba.columns:
@@ -258,8 +267,7 @@ def evaluate_yasa(task: Task, windows: TaskWindows, folds: Sequence[Split], corp
     (``system="yasa_pretrained"``); needs ``neurofm[sleep]``."""
     predictor = YasaPredictor(task, windows, corpus)
     result = evaluate_system(task, "yasa_pretrained", predictor, folds,
-                             {"corpus": str(corpus.path), **predictor.settings()},
-                             max_folds=max_folds, progress=progress, n_resamples=n_resamples,
-                             seed=seed)
-    result.config["data"] = windows.describe()
+                             {"corpus": str(corpus.path)}, max_folds=max_folds,
+                             progress=progress, n_resamples=n_resamples, seed=seed)
+    result.config.update(predictor.settings(), data=windows.describe())
     return result
