@@ -76,8 +76,8 @@ def _job_id() -> str:
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
     if run_id:
         return run_id
-    address = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
-    return ":".join(address) if all(address) else ""  # type: ignore[arg-type]
+    address, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    return f"{address}:{port}" if address and port else ""
 
 
 def _my_info(command: str) -> bytes:
@@ -200,7 +200,8 @@ class FolderLock:
             holder = self._try_acquire()
             if holder is None:
                 return self
-            if deadline is not None and time.monotonic() >= deadline:
+            # This process never releases a lock it holds while it waits here: do not wait.
+            if holder.is_me() or (deadline is not None and time.monotonic() >= deadline):
                 raise self._in_use(holder)
             if not announced:
                 logger.warning("%s is in use by %s; waiting for it to finish", self.path.parent,

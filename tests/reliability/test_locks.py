@@ -69,7 +69,7 @@ def one_error_line(capsys) -> str:
 def test_second_lock_in_the_same_process_is_refused_naming_the_pid(tmp_path):
     with FolderLock(tmp_path / LOCK_NAME, "first"), \
             pytest.raises(FolderInUseError, match=f"in use by pid {os.getpid()} \\(first"):
-        FolderLock(tmp_path / LOCK_NAME, "second").acquire()
+        FolderLock(tmp_path / LOCK_NAME, "second").acquire(wait=None)  # refused, not a deadlock
     FolderLock(tmp_path / LOCK_NAME, "third").acquire().release()
 
 
