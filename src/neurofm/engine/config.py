@@ -120,6 +120,13 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    @classmethod
+    def recipe(cls, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        """The recipe defaults beneath the user's values (nested field values), given what the
+        user chose in every layer (``chosen``: the merged YAML file, flags and overrides): the
+        dataclass defaults, with what the chosen named model changes (``_MODEL_DEFAULTS``)."""
+        return model_defaults(cls.task, str(chosen.get("model") or _field_default(cls, "model")))
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` for any inconsistent option (checked after every load)."""
         o, d, r = self.optim, self.data, self.run
@@ -220,6 +227,16 @@ class PretrainConfig(TrainConfig):
     loss_on: Literal["masked", "all"] = "masked"
     fip_spectrum: Literal["polar", "cartesian"] = "polar"
 
+    @classmethod
+    def recipe(cls, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        """The chosen objective's recipe (:func:`pretrain_defaults`)."""
+        if "objective" not in chosen:
+            raise ConfigError("no pretraining objective chosen: pass --objective mem, fip or "
+                              "mae-time (or set objective: in the config file)")
+        defaults = pretrain_defaults(str(chosen["objective"]))
+        model = str(chosen.get("model") or defaults["model"])
+        return merge_nested(defaults, model_defaults(cls.task, model))
+
     def validate(self) -> None:
         super().validate()
         if self.objective == "mem":
@@ -297,6 +314,11 @@ _MODEL_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+def model_defaults(task: str, model: str) -> dict[str, Any]:
+    """What the named ``model`` changes in the recipe of ``task`` (nested field values)."""
+    return dict(_MODEL_DEFAULTS.get((task, model), {}))
+
+
 def pretrain_defaults(objective: str) -> dict[str, Any]:
     """The recipe defaults of one pretraining objective, as a nested dict of field values."""
     if objective not in _OBJECTIVE_DEFAULTS:
@@ -317,10 +339,11 @@ def load_config(
     """Build and validate a ``cls`` config from defaults, a YAML file and dotted overrides.
 
     ``base`` holds values set by dedicated command-line flags (``--objective``, ``--model``,
-    ``--tokenizer``); they sit above the YAML file and below the ``key=value`` overrides. For a
-    :class:`PretrainConfig` the objective's recipe defaults are the bottom layer, the objective
-    being taken from whichever layer sets it last; a named model may add its own defaults on top
-    of the recipe (``labram_huge_mem`` shards with FSDP; ``labram_large`` fine-tunes 30 epochs).
+    ``--tokenizer``, dotted keys such as ``optim.epochs`` allowed; None values ignored); they sit
+    above the YAML file and below the ``key=value`` overrides. The bottom layer is the config's
+    :meth:`TrainConfig.recipe` (a :class:`PretrainConfig`: its objective's, the objective being
+    taken from whichever layer sets it last); a named model may add its own defaults on top of the
+    recipe (``labram_huge_mem`` shards with FSDP; ``labram_large`` fine-tunes 30 epochs).
     """
     layers: list[dict[str, Any]] = []
     if yaml_path is not None:
@@ -331,22 +354,27 @@ def load_config(
             raise ConfigError(f"config file {yaml_path} holds a {task!r} config, not a {cls.task!r} one")
         layers.append(document)
     if base:
-        layers.append({key: value for key, value in base.items() if value is not None})
+        layers.append(nested({key: value for key, value in base.items() if value is not None}))
     layers.append(parse_overrides(overrides))
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = merge_nested(merged, layer)
-    defaults: dict[str, Any] = {}
-    if issubclass(cls, PretrainConfig):
-        if "objective" not in merged:
-            raise ConfigError("no pretraining objective chosen: pass --objective mem, fip or "
-                              "mae-time (or set objective: in the config file)")
-        defaults = pretrain_defaults(str(merged["objective"]))
-    model = merged.get("model", defaults.get("model", _field_default(cls, "model")))
-    defaults = merge_nested(defaults, _MODEL_DEFAULTS.get((cls.task, str(model)), {}))
+    defaults = cls.recipe(merged)
     config = config_from_dict(cls, merge_nested(defaults, merged))
     config.validate()
     return config
+
+
+def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"optim.epochs": 3, "model": "x"}`` as ``{"optim": {"epochs": 3}, "model": "x"}``."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

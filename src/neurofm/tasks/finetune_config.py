@@ -11,11 +11,8 @@ from typing import Any, Literal
 
 from neurofm.engine.config import (
     FinetuneConfig,
-    config_from_dict,
     load_config,
     merge_nested,
-    parse_overrides,
-    read_yaml,
     to_dict,
 )
 from neurofm.errors import ConfigError
@@ -73,6 +70,21 @@ class FinetuneJobConfig(FinetuneConfig):
     lora: LoraSettings = field(default_factory=LoraSettings)
     class_weight: str = "balanced"
     threshold: str = "validation"
+
+    @classmethod
+    def recipe(cls, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        """The model's recipe (:func:`finetune_recipe`); binary tasks get no label smoothing (one
+        logit and BCE, METHODS.md §5); when the number of epochs is set but the warm-up is not,
+        the warm-up keeps the recipe's fraction of the run."""
+        recipe = finetune_recipe(str(chosen.get("model") or cls.model))
+        task_name = chosen.get("task_name")
+        if task_name and get_task(str(task_name)).n_classes == 2:
+            recipe["label_smoothing"] = 0.0
+        optim = chosen.get("optim", {})
+        if "epochs" in optim and "warmup_epochs" not in optim:
+            fraction = recipe["optim"]["warmup_epochs"] / recipe["optim"]["epochs"]
+            recipe["optim"]["warmup_epochs"] = fraction * float(optim["epochs"])
+        return recipe
 
     def get_task(self) -> Task:
         """The task with the configured split."""
@@ -152,41 +164,8 @@ def finetune_recipe(model: str) -> dict[str, Any]:
 
 def load_finetune_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = (),
                          flags: Mapping[str, Any] | None = None) -> FinetuneJobConfig:
-    """Build the job config: model recipe, then a YAML file, then ``flags``, then ``key=value``.
-
-    ``flags`` holds values of dedicated command-line options (``task_name``, ``init``, ``mode``,
-    ``model``, ``optim.epochs``...; None values are ignored). When the number of epochs is set but
-    the warm-up is not, the warm-up keeps the recipe's fraction of the run. Binary tasks get no
-    label smoothing (one logit and BCE, METHODS.md §5).
-    """
-    user: dict[str, Any] = {}
-    if yaml_path is not None:
-        user = read_yaml(yaml_path)
-        saved_task = user.pop("task", FinetuneJobConfig.task)  # a config.yaml a run saved
-        if saved_task != FinetuneJobConfig.task:
-            raise ConfigError(f"config file {yaml_path} holds a {saved_task!r} config, not a "
-                              "fine-tuning one")
-    user = merge_nested(user, _nested({k: v for k, v in (flags or {}).items() if v is not None}))
-    user = merge_nested(user, parse_overrides(overrides))
-    recipe = finetune_recipe(str(user.get("model") or FinetuneJobConfig.model))
-    task_name = user.get("task_name")
-    if task_name and get_task(str(task_name)).n_classes == 2:
-        recipe["label_smoothing"] = 0.0
-    optim = user.get("optim", {})
-    if "epochs" in optim and "warmup_epochs" not in optim:
-        fraction = recipe["optim"]["warmup_epochs"] / recipe["optim"]["epochs"]
-        optim["warmup_epochs"] = fraction * float(optim["epochs"])
-    config = config_from_dict(FinetuneJobConfig, merge_nested(recipe, user))
-    config.validate()
-    return config
-
-
-def _nested(flat: Mapping[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
+    """The job config from the one loader, :func:`neurofm.engine.config.load_config`: the model's
+    recipe (:meth:`FinetuneJobConfig.recipe`), then a YAML file, then ``flags`` (values of
+    dedicated command-line options: ``task_name``, ``init``, ``mode``, ``model``,
+    ``optim.epochs``...; None values are ignored), then ``key=value`` overrides."""
+    return load_config(FinetuneJobConfig, yaml_path, overrides, flags)
