@@ -149,8 +149,6 @@ def test_user_errors_past_parsing_print_one_line(files, tmp_path, capsys):
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: EvaluationResult.from_dict (tasks/evaluate.py) "
-                   "calls .get on a JSON list: AttributeError, reported as a bug")
 def test_report_on_a_result_file_holding_a_json_list(files, tmp_path, capsys):
     code = run(["report", "--out", str(tmp_path / "r"), str(files["list_json"])])
     assert_one_error_line(capsys, code, "list.json")

@@ -210,7 +210,7 @@ class EvaluationResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "result") -> EvaluationResult:
         """Inverse of :meth:`to_dict`; :class:`ConfigError` naming ``where`` if it is not one."""
-        if data.get("format") != RESULT_FORMAT:
+        if not isinstance(data, Mapping) or data.get("format") != RESULT_FORMAT:
             raise ConfigError(f"{where} is not a neurofm evaluation result (no format "
                               f"{RESULT_FORMAT!r}); pass files written by `neurofm evaluate`")
         if data.get("version") != RESULT_VERSION:
