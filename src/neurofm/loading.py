@@ -34,7 +34,7 @@ from neurofm.models.backbone import (
     load_state_strict,
     unwrap,
 )
-from neurofm.models.registry import create_model
+from neurofm.models.registry import create_checked_model, create_model
 
 #: Marks a source that names an official LaBraM ``.pth`` file.
 OFFICIAL_PREFIX = "official:"
@@ -220,7 +220,8 @@ def build_backbone(init: str, model_name: str | None, model_overrides: dict[str,
         if not model_name:
             raise ConfigError("fine-tuning from scratch needs a model name (--model labram_base, "
                               "neurobert_small...)")
-        backbone = as_backbone(create_model(model_name, **dict(model_overrides or {})), model_name)
+        backbone = as_backbone(create_checked_model(model_name, **dict(model_overrides or {})),
+                               model_name)
         return backbone, {"init": "scratch", "source": "scratch", "path": None, "model": model_name}
     backbone, info = load_backbone(init)
     if model_name:

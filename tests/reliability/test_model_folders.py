@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import neurofm
 from neurofm.errors import CheckpointError
 from neurofm.loading import ADAPTER_SIDECAR
 from neurofm.models.saved import save_pretrained
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 
 @pytest.fixture
@@ -89,3 +92,18 @@ def test_a_lora_sidecar_that_is_not_an_object_is_refused(model_dir, tmp_path):
     (adapter / ADAPTER_SIDECAR).write_text('["init"]')
     with pytest.raises(CheckpointError, match="does not describe a neurofm LoRA adapter"):
         neurofm.from_pretrained(adapter)
+
+
+def test_model_overrides_naming_absurd_sizes_are_refused_before_allocation(tmp_path, capsys):
+    from toy_training import write_tiny_eeg_corpus
+
+    from neurofm.cli import main
+
+    corpus = write_tiny_eeg_corpus(tmp_path / "corpus")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code = main(["pretrain", "--objective", "fip", "--model", "neurobert_small", "--quiet",
+                 "--corpus", str(corpus), "--out", str(tmp_path / "run"), "run.max_steps=1",
+                 "model_overrides.embed_dim=65536", "model_overrides.mlp_dim=262144",
+                 "model_overrides.num_heads=1"])
+    assert code == 2 and "parameters, more than the limit" in capsys.readouterr().err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1 << 20  # KiB

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import random
 import re
 from collections.abc import Callable
@@ -168,7 +169,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               f"{sidecar.name}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or unsafe files
+    except pickle.UnpicklingError as error:
+        # torch's message advises weights_only=False, which would run the file's code: not here.
+        refused = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} holds Python objects other than tensors "
+                              f"({refused}); neurofm never unpickles them. Only checkpoints "
+                              "written by neurofm's engine load here") from None
+    except Exception as error:  # torch raises several types for truncated files
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {error}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a state dictionary")

@@ -62,6 +62,34 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return _BUILDERS[name](**overrides)
 
 
+#: The most parameters a model built from a name and overrides may have (LaBraM-Huge has 369 M);
+#: raise it with the environment variable ``NEUROFM_MAX_PARAMETERS``.
+DEFAULT_MAX_PARAMETERS = 2_000_000_000
+
+
+def create_checked_model(name: str, **overrides: Any) -> nn.Module:
+    """:func:`create_model`, once the model is known (built on the meta device, allocating
+    nothing) to have at most ``NEUROFM_MAX_PARAMETERS`` parameters: overrides naming absurd sizes
+    (``model_overrides.embed_dim=100000``) fail with a :class:`ConfigError` before any memory is
+    taken."""
+    import os
+
+    import torch
+
+    raw = os.environ.get("NEUROFM_MAX_PARAMETERS", str(DEFAULT_MAX_PARAMETERS))
+    try:
+        limit = int(float(raw))
+    except ValueError:
+        raise ConfigError(f"NEUROFM_MAX_PARAMETERS={raw!r} is not a number of parameters") from None
+    with torch.device("meta"):
+        count = sum(p.numel() for p in create_model(name, **overrides).parameters())
+    if count > limit:
+        raise ConfigError(f"model {name!r} with model_overrides {overrides} has {count:,} "
+                          f"parameters, more than the limit of {limit:,}; check the sizes, or raise "
+                          "NEUROFM_MAX_PARAMETERS if you mean it")
+    return create_model(name, **overrides)
+
+
 def backbone_class(name: str) -> type[Backbone] | None:
     """The :class:`~neurofm.models.backbone.Backbone` class that model ``name`` fine-tunes as (a
     pretraining network's backbone), or None when it holds none (a tokenizer). The model is built

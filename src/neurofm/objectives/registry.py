@@ -90,11 +90,11 @@ def objective_name(config: TrainConfig) -> str:
 def build_model(config: TrainConfig, expected: type[_T], where: str, **defaults: Any) -> _T:
     """The registered ``config.model`` built with ``defaults`` under ``config.model_overrides``,
     checked to be an ``expected`` (what the objective trains); :class:`ConfigError` otherwise."""
-    from neurofm.models.registry import create_model
+    from neurofm.models.registry import create_checked_model
 
     overrides = {**defaults, **config.model_overrides}
     try:
-        model = create_model(config.model, **overrides)
+        model = create_checked_model(config.model, **overrides)
     except TypeError as error:
         raise ConfigError(f"model {config.model!r} does not take the options {sorted(overrides)} "
                           f"({error}); check --model and model_overrides for {where}") from None
