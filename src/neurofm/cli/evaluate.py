@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from neurofm.cli import count, seed
-from neurofm.cli.splits import add_split_argument
+from neurofm.cli.task_options import add_split_argument, add_task_data_arguments
 from neurofm.tasks.definitions import get_task, list_tasks
 from neurofm.tasks.evaluate import EvaluationResult
 from neurofm.tasks.reports import format_interval
@@ -40,23 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run the task's classical baseline (the default and, from this "
                              "command, the only system; models are evaluated by fine-tuning)")
     add_split_argument(parser)
-    parser.add_argument("--corpus", default=None, metavar="DIR",
-                        help="folder for the task's prepared corpus (default: "
-                             "$NEUROFM_CACHE/corpora or ~/.cache/neurofm/corpora)")
+    add_task_data_arguments(parser)
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="output folder (default: neurofm-eval/<task>)")
-    parser.add_argument("--mirror", default=None, metavar="DIR",
-                        help="dataset mirror holding verified files (default: NEUROFM_MIRROR)")
-    parser.add_argument("--dataset-dir", default=None, metavar="DIR",
-                        help="a folder laid out like the dataset (files not checksummed), "
-                             "instead of the registry's verified files")
     parser.add_argument("--bootstrap", type=count, default=1000, metavar="N",
                         help="bootstrap resamples over subjects for the CIs (default 1000)")
     parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--max-folds", type=count, default=None, metavar="K",
                         help="run only the first K folds (quick checks)")
-    parser.add_argument("--workers", type=count, default=1,
-                        help="processes for corpus preparation (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 

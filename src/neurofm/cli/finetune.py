@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 from neurofm.cli import count, seed
-from neurofm.cli.splits import add_split_argument
+from neurofm.cli.task_options import add_split_argument, add_task_data_arguments
 from neurofm.errors import ConfigError
 from neurofm.locks import run_folder_lock
 from neurofm.models.registry import list_models
@@ -63,15 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="full fine-tuning (default), linear probing (frozen backbone, only "
                              "the head trains) or LoRA adapters + head")
     add_split_argument(parser)
+    add_task_data_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--corpus", default=None, metavar="DIR",
-                        help="folder for the task's prepared corpus (default: "
-                             "$NEUROFM_CACHE/corpora or ~/.cache/neurofm/corpora)")
-    parser.add_argument("--mirror", default=None, metavar="DIR",
-                        help="dataset mirror holding verified files (default: NEUROFM_MIRROR)")
-    parser.add_argument("--dataset-dir", default=None, metavar="DIR",
-                        help="a folder laid out like the dataset (files not checksummed), "
-                             "instead of the registry's verified files")
     parser.add_argument("--config", default=None, metavar="YAML",
                         help="YAML file with config options (below flags and key=value)")
     parser.add_argument("--epochs", type=count, default=None, metavar="N",
@@ -95,8 +88,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue a run in OUT: reuse finished folds, resume interrupted ones")
     parser.add_argument("--bootstrap", type=count, default=1000, metavar="N",
                         help="bootstrap resamples over subjects for the CIs (default 1000)")
-    parser.add_argument("--workers", type=count, default=1,
-                        help="processes for corpus preparation (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.lr=1e-4 data.batch_size=32 lora.r=16")

@@ -189,7 +189,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; undefined values (NaN) become ``null``."""
-        return _without_nan({
+        return without_nan({
             "format": RESULT_FORMAT,
             "version": RESULT_VERSION,
             "task": self.task,
@@ -257,13 +257,14 @@ class EvaluationResult:
         return result
 
 
-def _without_nan(value: Any) -> Any:
+def without_nan(value: Any) -> Any:
+    """``value`` with every non-finite float (at any depth of dicts and lists) as None, for JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _without_nan(v) for k, v in value.items()}
+        return {k: without_nan(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nan(v) for v in value]
+        return [without_nan(v) for v in value]
     return value
 
 

@@ -52,7 +52,7 @@ from neurofm.engine.config import to_dict
 from neurofm.errors import ConfigError
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import Task
-from neurofm.tasks.evaluate import EvaluationResult, evaluate_system
+from neurofm.tasks.evaluate import EvaluationResult, evaluate_system, without_nan
 from neurofm.tasks.finetune_config import FinetuneJobConfig
 from neurofm.tasks.fold_training import FineTunePredictor
 from neurofm.tasks.metrics import METRIC_NAMES
@@ -199,7 +199,7 @@ def run_finetune(
     summary_path = out_dir / "results.json"
     report_path = None
     if ctx.is_main:
-        atomic_write_json(summary_path, _finite_or_none(summary))
+        atomic_write_json(summary_path, without_nan(summary))
         systems = [*results, *compare, *([baseline_result] if baseline_result is not None else [])]
         report = write_report(systems, out_dir / "report",
                               title=f"neurofm fine-tuning: {task.name}, {name}")
@@ -220,13 +220,3 @@ def _guard(config: FinetuneJobConfig, task: Task, folds: Sequence[Split], corpus
             "allowed": allow_overlap, "overlaps": [o for c in checks for o in c["overlaps"]],
             "report": [f"fold {i}: {line}" for i, c in enumerate(checks) for line in c["report"]],
             "per_fold": checks}
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
-    return value
