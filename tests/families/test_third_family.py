@@ -18,7 +18,7 @@ from toy_training import write_tiny_eeg_corpus
 import neurofm
 from neurofm.cli import main
 from neurofm.data.splits import Split
-from neurofm.models.registry import register_family_module
+from neurofm.models.registry import list_backbones, register_family_module
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.embed import embed_corpus
 from neurofm.tasks.finetune import run_finetune
@@ -68,6 +68,7 @@ def test_the_third_family_fine_tunes_evaluates_and_embeds(pretrained, tmp_path):
         overrides=[*_QUIET, "optim.epochs=2", "optim.warmup_epochs=0"],
         flags={"task_name": "eegmat", "model": "tiny_patchnet", "init": str(pretrained / "model")})
     assert config.drop_path == 0.0 and config.optim.layer_decay is None  # its family's recipe
+    assert "tiny_patchnet" in list_backbones() and "labram_small_mem" not in list_backbones()
     fold = Split(by="subject", train=("S2_r", "S3_r"), val=("S1_r",), test=("S0_r",),
                  groups={"train": ("S2", "S3"), "val": ("S1",), "test": ("S0",)}, name="fold0")
     outcome = run_finetune(config, _windows(), [fold], tmp_path / "ft", progress=False,

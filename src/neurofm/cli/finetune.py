@@ -16,7 +16,7 @@ from neurofm.cli import count, seed
 from neurofm.cli.task_options import add_split_argument, add_task_data_arguments
 from neurofm.errors import ConfigError
 from neurofm.locks import run_folder_lock
-from neurofm.models.registry import list_models
+from neurofm.models.registry import list_backbones
 from neurofm.tasks.definitions import get_task, list_tasks
 from neurofm.tasks.reports import format_interval
 
@@ -56,9 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "'scratch' (random, for comparison)")
     parser.add_argument("--model", required=True, metavar="NAME",
                         help="registered model (its recipe and architecture; a checkpoint must "
-                             "match it): " + ", ".join(m for m in list_models()
-                                                       if m.startswith(("labram_", "neurobert_"))
-                                                       and not m.endswith("_mem")))
+                             "match it): " + ", ".join(list_backbones()))
     parser.add_argument("--mode", choices=("full", "linear", "lora"), default="full",
                         help="full fine-tuning (default), linear probing (frozen backbone, only "
                              "the head trains) or LoRA adapters + head")

@@ -129,6 +129,23 @@ def register_family_module(module: str) -> None:
         FAMILY_MODULES.append(module)
 
 
+def list_backbones() -> list[str]:
+    """Names of the registered models that build a fine-tunable
+    :class:`~neurofm.models.backbone.Backbone`, sorted (read from each builder's return type, so
+    nothing is built)."""
+    import typing
+
+    from neurofm.models.backbone import Backbone
+
+    _import_model_families()
+    names = []
+    for name, builder in _BUILDERS.items():
+        built = typing.get_type_hints(builder).get("return")
+        if isinstance(built, type) and issubclass(built, Backbone):
+            names.append(name)
+    return sorted(names)
+
+
 def _import_model_families() -> None:
     # Importing a family module runs its @register_model decorators.
     import importlib
