@@ -32,8 +32,8 @@ from neurofm.models.backbone import (
     as_backbone,
     build_for_state,
     load_state_strict,
-    unwrap,
 )
+from neurofm.models.labram import INPUT_UNIT, SAMPLING_RATE
 from neurofm.models.registry import create_checked_model, create_model
 
 #: Marks a source that names an official LaBraM ``.pth`` file.
@@ -86,7 +86,8 @@ def from_pretrained(source: str | Path, *, backbone: bool = False, n_outputs: in
     """
     model, info = load_source(str(source), backbone=backbone, n_outputs=n_outputs,
                               input_unit=input_unit, sfreq=sfreq, convert=convert)
-    model.pretrained_info = info
+    # nn.Module types its attributes as tensors or modules; this one is plain data.
+    setattr(model, "pretrained_info", info)  # noqa: B010
     return model
 
 
@@ -119,11 +120,12 @@ def load_source(source: str, *, backbone: bool = False, n_outputs: int | None = 
                               record if isinstance(record, dict) else None)
     elif not official and is_engine_checkpoint(path):
         model, name = _encoder_from_engine_checkpoint(path)
-        info = PretrainedInfo(source, "engine", str(path), name)
+        spec = model.input_spec
+        info = PretrainedInfo(source, "engine", str(path), name, spec.sfreq, spec.input_unit)
     else:
         model = load_labram_checkpoint(path, target="backbone" if backbone else "auto",
                                        n_outputs=n_outputs if backbone else None)
-        info = PretrainedInfo(source, "official", str(path), None, 200.0, "100uV")
+        info = PretrainedInfo(source, "official", str(path), None, SAMPLING_RATE, INPUT_UNIT)
     if backbone:
         model = _with_head(as_backbone(model, str(path)), n_outputs)
     return model.eval(), info
@@ -155,7 +157,7 @@ def is_engine_checkpoint(path: Path) -> bool:
         return False
 
 
-def _encoder_from_engine_checkpoint(path: Path) -> tuple[nn.Module, str]:
+def _encoder_from_engine_checkpoint(path: Path) -> tuple[Backbone, str]:
     """The trained encoder of an engine checkpoint, rebuilt from the model name its run recorded:
     a backbone (head dropped) or a masked-modelling network's backbone."""
     from neurofm.engine.checkpointing import load_checkpoint
@@ -283,6 +285,6 @@ def load_adapters(adapter_dir: str | Path, init: str | None = None) -> nn.Module
     return _load_adapters(adapter_dir, init)[0]
 
 
-__all__ = ["OFFICIAL_PREFIX", "PretrainedInfo", "build_backbone", "from_pretrained",
-           "init_path", "is_engine_checkpoint", "load_adapters", "load_backbone", "load_source",
-           "unwrap"]
+__all__ = ["ADAPTER_SIDECAR", "OFFICIAL_PREFIX", "PretrainedInfo", "build_backbone",
+           "from_pretrained", "init_path", "is_engine_checkpoint", "load_adapters", "load_backbone",
+           "load_source"]

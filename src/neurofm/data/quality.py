@@ -30,9 +30,6 @@ from neurofm.errors import RecordingError
 if TYPE_CHECKING:
     from neurofm.data.preprocess import PreprocessConfig
 
-#: Severities, from worst to mildest.
-SEVERITIES = ("fatal", "drop_channel", "warning")
-
 
 @dataclass(frozen=True)
 class QualityProblem:

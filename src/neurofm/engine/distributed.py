@@ -94,13 +94,6 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
-def all_reduce_sum(tensor: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
-    """Sum ``tensor`` over ranks, in place, and return it."""
-    if ctx.is_distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
 def all_ranks_true(flag: bool, ctx: DistributedContext) -> bool:
     """True only if ``flag`` is True on every rank (so every rank takes the same branch)."""
     if not ctx.is_distributed:

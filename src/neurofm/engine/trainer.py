@@ -145,7 +145,6 @@ class Trainer:
             # The stub types the result as a callable; of a Module it is an OptimizedModule.
             self.model = torch.compile(self.model)  # type: ignore[assignment]
         lr, min_lr = scaled_learning_rates(config.optim, self.global_batch_size)
-        self.peak_lr = lr
         self.optimizer = build_optimizer(self.module, config.optim, lr, layer_id=layer_id,
                                          num_layers=num_layers)
         warmup = round(config.optim.warmup_epochs * self.steps_per_epoch)

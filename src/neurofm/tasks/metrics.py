@@ -47,9 +47,6 @@ METRIC_NAMES: tuple[str, ...] = (
     "auc_pr",
 )
 
-#: Metrics that need probabilities of more than one true class to be defined.
-RANKING_METRICS: frozenset[str] = frozenset({"auroc", "auc_pr"})
-
 
 def _check_inputs(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true)
