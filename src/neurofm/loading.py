@@ -8,7 +8,10 @@ A *source* is one of
   ``neurofm_adapter.json``, which names the base weights);
 - an official LaBraM ``.pth`` file (``labram-base.pth``, ``vqnsp.pth``, a fine-tuned file), also
   written ``official:PATH``;
-- a training checkpoint of the engine (``run/checkpoints/best.pt`` with its ``.json`` sidecar).
+- a training checkpoint of the engine (``run/checkpoints/best.pt`` with its ``.json`` sidecar);
+- a Hugging Face Hub id (``org/name``, ``org/name@revision``) of a ``neurofm export`` folder,
+  resolved through ``huggingface_hub``'s cache when no local path of that name exists
+  (:mod:`neurofm.hub`).
 
 Every path reads safetensors, JSON or weights-only pickles; nothing a file holds runs as code.
 The loaded model carries :class:`PretrainedInfo` as ``model.pretrained_info``: where it came from,
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 from neurofm.errors import CheckpointError, ConfigError
+from neurofm.hub import is_hub_id, resolve_hub_id
 from neurofm.models.backbone import (
     Backbone,
     as_backbone,
@@ -99,10 +103,13 @@ def load_source(source: str, *, backbone: bool = False, n_outputs: int | None = 
     from neurofm.models.saved import load_pretrained, read_saved_config
 
     official, path = init_path(source)
+    if not path.exists() and not official and is_hub_id(source):
+        path = resolve_hub_id(source)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm checkpoint "
                               "folder, a LoRA adapter folder, an official LaBraM .pth file "
-                              "(official:PATH) or a training checkpoint (.pt with its .json)")
+                              "(official:PATH), a training checkpoint (.pt with its .json) or a "
+                              "Hub id (org/name)")
     if path.is_dir() and official:
         raise ConfigError(f"official:{path} is a folder; official:PATH names an official LaBraM "
                           ".pth file")

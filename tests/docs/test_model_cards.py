@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from neurofm.models.registry import create_model, list_models
+from neurofm.models.registry import create_model, list_models, registered_by
 
 CARDS = Path(__file__).resolve().parents[2] / "docs" / "model-cards.md"
 CARD = re.compile(r"^## (?P<name>\S+)\n(?P<body>.*?)(?=^## |\Z)", re.DOTALL | re.MULTILINE)
@@ -36,7 +36,8 @@ def trainable_parameters(name: str) -> int:
 
 def test_every_registered_model_has_exactly_one_card():
     names = [card["name"] for card in CARD.finditer(CARDS.read_text(encoding="utf-8"))]
-    assert sorted(names) == list_models()
+    # Families registered by tests from outside neurofm (tests/families) have no card here.
+    assert sorted(names) == [m for m in list_models() if registered_by(m).startswith("neurofm.")]
 
 
 def test_each_cards_parameter_count_matches_the_code():

@@ -26,7 +26,7 @@ from neurofm.errors import NeurofmError
 
 # Command modules, in the order `neurofm --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = ("datasets", "prepare", "info", "tokenizer", "pretrain", "evaluate",
-                                   "report", "finetune", "embed", "demo")
+                                   "report", "finetune", "embed", "hub", "demo")
 
 
 def positive_number(text: str) -> float:

@@ -129,6 +129,15 @@ def register_family_module(module: str) -> None:
         FAMILY_MODULES.append(module)
 
 
+def registered_by(name: str) -> str:
+    """The module whose builder registered model ``name`` (``neurofm.models.labram``, or a
+    family defined outside neurofm)."""
+    _import_model_families()
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _BUILDERS[name].__module__
+
+
 def list_backbones() -> list[str]:
     """Names of the registered models that build a fine-tunable
     :class:`~neurofm.models.backbone.Backbone`, sorted (read from each builder's return type, so
