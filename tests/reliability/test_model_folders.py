@@ -107,3 +107,13 @@ def test_model_overrides_naming_absurd_sizes_are_refused_before_allocation(tmp_p
                  "model_overrides.num_heads=1"])
     assert code == 2 and "parameters, more than the limit" in capsys.readouterr().err
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1 << 20  # KiB
+
+
+def test_an_unknown_model_is_refused_before_the_corpus_is_read(tmp_path, capsys):
+    from neurofm.cli import main
+
+    code = main(["pretrain", "--objective", "fip", "--model", "nope", "--quiet", "--corpus",
+                 str(tmp_path / "no-corpus"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown model 'nope'" in err and "no-corpus" not in err
+    assert not (tmp_path / "run" / "split.json").exists()

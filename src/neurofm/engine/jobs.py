@@ -45,6 +45,7 @@ from neurofm.engine.pretraining_data import (
 )
 from neurofm.engine.trainer import Trainer, TrainResult, all_finite, seed_everything
 from neurofm.errors import CheckpointError, ConfigError, CorpusError, TrainingError
+from neurofm.models.registry import list_models
 from neurofm.objectives.registry import BuildContext, get_objective, objective_name
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,10 @@ def run_job(config: TrainConfig, corpus_dir: str | Path, run_dir: str | Path,
     if not resume and checkpoints.periodic():
         raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue that "
                           "run, or choose another --out folder")
+    if config.model not in list_models():  # before the corpus is read or anything is written
+        raise ConfigError(f"unknown model {config.model!r}; known models: "
+                          f"{', '.join(list_models())}")
+    get_objective(objective_name(config))
     ctx = distributed.init_distributed(config.run.device)
     try:
         corpus = Corpus(corpus_dir)
