@@ -254,9 +254,10 @@ def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _load_adapters(adapter_dir: Path, init: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """A LoRA-fine-tuned backbone: its base weights (``init``, by default the one the sidecar
-    records; a relative path is taken from the adapter folder) with the adapters and head of
-    ``adapter_dir`` (peft's ``PeftModel``, eval mode), and the sidecar's description."""
+    """A peft-adapted backbone (LoRA, DoRA, AdaLoRA, IA3 or OFT, as ``adapter_config.json`` says):
+    its base weights (``init``, by default the one the sidecar records; a relative path is taken
+    from the adapter folder) with the adapters and head of ``adapter_dir`` (peft's ``PeftModel``,
+    eval mode), and the sidecar's description."""
     from peft import PeftModel
 
     sidecar = adapter_dir / ADAPTER_SIDECAR
@@ -267,11 +268,20 @@ def _load_adapters(adapter_dir: Path, init: str | None = None) -> tuple[nn.Modul
                               "damaged") from None
     if not isinstance(description, dict) or not all(
             key in description for key in ("init", "model", "n_outputs")):
-        raise CheckpointError(f"{sidecar} does not describe a neurofm LoRA adapter (it needs "
-                              "'init', 'model' and 'n_outputs')")
+        raise CheckpointError(f"{sidecar} does not describe a neurofm LoRA adapter (or another "
+                              "peft adapter: it needs 'init', 'model' and 'n_outputs')")
     if not (adapter_dir / _ADAPTER_WEIGHTS).is_file():
         raise CheckpointError(f"{adapter_dir} has no {_ADAPTER_WEIGHTS}; neurofm loads adapters "
                               "from safetensors only (a pickled adapter_model.bin could run code)")
+    config_file = adapter_dir / _ADAPTER_CONFIG
+    try:
+        peft_type = json.loads(config_file.read_text(encoding="utf-8")).get("peft_type")
+    except (OSError, ValueError, RecursionError, AttributeError) as error:
+        raise CheckpointError(f"{config_file} is missing or unreadable ({error}); the adapter "
+                              "folder is damaged") from None
+    if peft_type not in _ADAPTER_TYPES:
+        raise CheckpointError(f"{config_file} names peft_type {peft_type!r}; neurofm loads "
+                              f"{', '.join(_ADAPTER_TYPES)} adapters")
     base = init or str(description["init"])
     official, path = init_path(base)
     if not path.is_absolute():
@@ -282,13 +292,19 @@ def _load_adapters(adapter_dir: Path, init: str | None = None) -> tuple[nn.Modul
     return PeftModel.from_pretrained(with_head, str(adapter_dir)).eval(), description
 
 
+#: peft's adapter config file, and the peft types ``neurofm finetune`` writes.
+_ADAPTER_CONFIG = "adapter_config.json"
+_ADAPTER_TYPES = ("LORA", "ADALORA", "IA3", "OFT")
+
+
 def load_adapters(adapter_dir: str | Path, init: str | None = None) -> nn.Module:
-    """Rebuild a LoRA-fine-tuned backbone from its adapter folder (see :func:`from_pretrained`);
+    """Rebuild a peft-adapted backbone from its adapter folder (see :func:`from_pretrained`);
     ``init`` replaces the base weights the folder records."""
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / ADAPTER_SIDECAR).is_file():
-        raise ConfigError(f"{adapter_dir} has no {ADAPTER_SIDECAR}; it is not a neurofm LoRA "
-                          "adapter folder (written by `neurofm finetune --mode lora`)")
+        raise ConfigError(f"{adapter_dir} has no {ADAPTER_SIDECAR}; it is not a neurofm adapter "
+                          "folder (written by `neurofm finetune --mode lora`, dora, adalora, ia3 "
+                          "or oft)")
     return _load_adapters(adapter_dir, init)[0]
 
 

@@ -27,7 +27,7 @@ from neurofm.tasks.backbones import (
     TaskNetwork,
     build_task_network,
     layer_decay_groups,
-    save_lora_adapters,
+    save_adapters,
 )
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import get_task
@@ -114,7 +114,7 @@ def test_lora_trains_only_adapters_saves_them_apart_and_reloads_to_the_same_outp
             assert torch.equal(frozen_before[name], parameter), name
     assert any(not torch.all(p == 0) for n, p in network.named_parameters() if "lora_B" in n)
 
-    adapter = save_lora_adapters(network, tmp_path / "adapter", {
+    adapter = save_adapters(network, tmp_path / "adapter", {
         "init": config.init, "model": "labram_small", "n_outputs": 1})
     adapter_bytes = (adapter / "adapter_model.safetensors").stat().st_size
     assert adapter_bytes < (tmp_path / "base" / "model.safetensors").stat().st_size / 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+import typing
 from pathlib import Path
 
 from neurofm.cli import count, seed
@@ -18,6 +19,7 @@ from neurofm.errors import ConfigError
 from neurofm.locks import run_folder_lock
 from neurofm.models.registry import list_backbones
 from neurofm.tasks.definitions import get_task, list_tasks
+from neurofm.tasks.finetune_config import Mode
 from neurofm.tasks.reports import format_interval
 
 
@@ -57,9 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="NAME",
                         help="registered model (its recipe and architecture; a checkpoint must "
                              "match it): " + ", ".join(list_backbones()))
-    parser.add_argument("--mode", choices=("full", "linear", "lora"), default="full",
-                        help="full fine-tuning (default), linear probing (frozen backbone, only "
-                             "the head trains) or LoRA adapters + head")
+    parser.add_argument("--mode", choices=typing.get_args(Mode), default="full",
+                        help="full fine-tuning (default); linear probing (frozen backbone, only "
+                             "the head trains); peft adapters + head: lora, dora, adalora, ia3, "
+                             "oft (settings: lora.*, adalora.*, ia3.*, oft.*); or ridge, a ridge "
+                             "logistic regression on the frozen features, its penalty chosen on "
+                             "validation (ridge.c_grid)")
     add_split_argument(parser)
     add_task_data_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")

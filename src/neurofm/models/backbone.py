@@ -34,6 +34,8 @@ from neurofm.errors import CheckpointError
 #: The Linear layers of the shared transformer block (:class:`neurofm.models.blocks.Block`) that
 #: LoRA adapts by default.
 BLOCK_LORA_TARGETS: tuple[str, ...] = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+#: The block's feedforward output layer, whose input (the MLP's hidden activation) IA3 scales.
+BLOCK_FEEDFORWARD_MODULES: tuple[str, ...] = ("mlp.fc2",)
 
 # METHODS.md §5: these parameters share layer id 0 (the input side) for layer-wise lr decay.
 _INPUT_SIDE_MODULES = re.compile(r"(?:^|\.)(patch_embed|channel_embed)\.")
@@ -83,6 +85,9 @@ class Backbone(nn.Module, SavedModel):
     uses_channel_vocabulary: ClassVar[bool] = False
     #: The Linear layers LoRA adapts (name suffixes; peft's ``target_modules``).
     lora_target_modules: ClassVar[tuple[str, ...]] = BLOCK_LORA_TARGETS
+    #: Which of the adapted layers are feedforward layers (IA3 scales their input rather than
+    #: their output; a subset of :attr:`lora_target_modules`).
+    feedforward_modules: ClassVar[tuple[str, ...]] = BLOCK_FEEDFORWARD_MODULES
     #: What a fine-tuning job sets for this family on top of the engine's defaults (nested
     #: config values, see :func:`neurofm.tasks.finetune_config.finetune_recipe`).
     finetune_recipe: ClassVar[dict[str, Any]] = {}

@@ -5,9 +5,12 @@ scratch, an official LaBraM file, a neurofm checkpoint, a training checkpoint), 
 a recipe, and for every seed and fold of the task's subject-wise split:
 
 1. builds the model: the backbone with a new head (one logit for binary tasks, K for multi-class)
-   and the recipe's drop path; in ``"linear"`` mode only the head trains (linear probing), in
-   ``"lora"`` mode peft's LoRA adapters on every block's ``attn.qkv``, ``attn.proj``, ``mlp.fc1``
-   and ``mlp.fc2`` train together with the head, in ``"full"`` mode everything trains;
+   and the recipe's drop path; in ``"linear"`` mode only the head trains (linear probing), in the
+   peft modes (``"lora"``, ``"dora"``, ``"adalora"``, ``"ia3"``, ``"oft"``) adapters on every
+   block's ``attn.qkv``, ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2`` train together with the head,
+   in ``"full"`` mode everything trains, and in ``"ridge"`` mode nothing trains: the head is a
+   ridge logistic regression fitted on the frozen features (:mod:`neurofm.tasks.probe`, step 3's
+   selection is then that of its penalty);
 2. trains it with the engine's :class:`~neurofm.engine.trainer.Trainer` on the fold's training
    recordings, with layer-wise lr decay (METHODS.md §5 layer ids) when ``optim.layer_decay`` is
    set, and with balanced class weights by default (``class_weight``;
@@ -28,8 +31,9 @@ classical baseline on the same folds complete the output::
                                   mean ± std over seeds
     OUT/seed<S>/result.json       neurofm evaluation result (folds, predictions, CIs)
     OUT/seed<S>/fold<F>/          config.yaml, metrics.csv, predictions.json, and the selected
-                                  weights: model/ (neurofm format, with the head) or, for LoRA,
-                                  adapter/ (adapter_model.safetensors + configs)
+                                  weights: model/ (neurofm format, with the head) or, for a
+                                  peft mode, adapter/ (adapter_model.safetensors + configs);
+                                  ridge: also ridge_probe.json (the fitted probe)
     OUT/baseline.json             the classical baseline on the same folds
     OUT/report/                   report.md, report.html and the plots
 """
@@ -151,20 +155,21 @@ def run_finetune(
             task, f"{name} seed {seed}", predictor, folds,
             {"finetune": to_dict(seed_config), "corpus": corpus, "data": windows.describe()},
             max_folds=max_folds, progress=progress, n_resamples=n_resamples, seed=0,
-            history_csv="fold0/metrics.csv",
+            history_csv=_history(config),
         )
         # Compact here (the report prints it); results.json keeps every validation metric.
         result.config["selection"] = {
             f"fold{i}": {k: v for k, v in s.items()
-                         if k in ("selected", "epoch", "val_score", "threshold")}
+                         if k in ("selected", "epoch", "val_score", "threshold", "C")}
             for i, s in sorted(predictor.selection.items())}
+        result.config["cost"] = fold_costs(predictor.selection)
         result.config["init"] = predictor.init_info
         result.config["overlap"] = overlap
         init_info = predictor.init_info
         selections[int(seed)] = predictor.selection
         if ctx.is_main:
             result.save(seed_dir / "result.json")
-        result.history_csv = str(seed_dir / "fold0" / "metrics.csv")
+        result.history_csv = str(seed_dir / _history(config)) if _history(config) else None
         results.append(result)
 
     baseline_result = None
@@ -195,6 +200,7 @@ def run_finetune(
             "pooled": baseline_result.pooled},
         "primary_metric": task.primary_metric,
         "overlap": overlap,
+        "cost": {str(s): r.config["cost"] for s, r in zip(seeds, results)},
     }
     summary_path = out_dir / "results.json"
     report_path = None
@@ -205,6 +211,31 @@ def run_finetune(
                               title=f"neurofm fine-tuning: {task.name}, {name}")
         report_path = report.markdown
     return FinetuneOutcome(results, baseline_result, summary_path, report_path)
+
+
+def _history(config: FinetuneJobConfig) -> str | None:
+    """The training-metrics CSV of fold 0 (relative to a seed's folder); None for ``ridge``,
+    which does not train by gradient."""
+    return None if config.mode == "ridge" else "fold0/metrics.csv"
+
+
+def fold_costs(selection: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """What a seed's folds cost (the ``cost`` each fold's selection records): trainable and total
+    parameters (the largest over folds), the largest peak memory and how it was measured, and the
+    mean fit seconds and epochs per fold (epochs: None for ``ridge``)."""
+    costs = [s["cost"] for s in selection.values() if "cost" in s]
+    if not costs:
+        return {}
+    epochs = [s["epochs"] for s in selection.values() if s.get("epochs") is not None]
+    return {
+        "trainable_parameters": max(c["trainable_parameters"] for c in costs),
+        "total_parameters": max(c["total_parameters"] for c in costs),
+        "peak_memory_bytes": max(c["peak_memory_bytes"] for c in costs),
+        "peak_memory_measure": costs[0]["peak_memory_measure"],
+        "fit_seconds_per_fold": float(np.mean([c["fit_seconds"] for c in costs])),
+        "epochs_per_fold": float(np.mean(epochs)) if epochs else None,
+        "folds": len(costs),
+    }
 
 
 def _guard(config: FinetuneJobConfig, task: Task, folds: Sequence[Split], corpus: str | None,

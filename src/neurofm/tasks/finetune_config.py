@@ -20,16 +20,22 @@ from neurofm.models.registry import backbone_class
 from neurofm.tasks.definitions import Task, get_task
 from neurofm.tasks.imbalance import CLASS_WEIGHTINGS, THRESHOLD_RULES
 
-Mode = Literal["full", "linear", "lora"]
+Mode = Literal["full", "linear", "lora", "dora", "adalora", "ia3", "oft", "ridge"]
+#: The modes that train peft adapters (saved as an ``adapter/`` folder).
+ADAPTER_MODES: tuple[str, ...] = ("lora", "dora", "adalora", "ia3", "oft")
 #: Stands for the fold's position in a per-fold ``init`` path.
 FOLD_PLACEHOLDER = "{fold}"
 
 
+def _module_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 @dataclass
 class LoraSettings:
-    """LoRA adapters (peft): rank ``r``, scaling ``alpha / r``, dropout on the adapter input, and
-    the Linear layers they wrap (comma-separated name suffixes; empty: the backbone's own
-    :attr:`~neurofm.models.backbone.Backbone.lora_target_modules`)."""
+    """LoRA adapters (peft; also DoRA's, ``mode="dora"``): rank ``r``, scaling ``alpha / r``,
+    dropout on the adapter input, and the Linear layers they wrap (comma-separated name suffixes;
+    empty: the backbone's own :attr:`~neurofm.models.backbone.Backbone.lora_target_modules`)."""
 
     r: int = 8
     alpha: float = 16.0
@@ -38,7 +44,122 @@ class LoraSettings:
 
     def targets(self) -> list[str]:
         """The target module suffixes as a list."""
-        return [name.strip() for name in self.target_modules.split(",") if name.strip()]
+        return _module_list(self.target_modules)
+
+    def check(self, section: str = "lora") -> None:
+        """:class:`ConfigError` naming ``section`` unless the values are usable."""
+        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config option {section} needs r >= 1, alpha > 0 and dropout in "
+                              f"[0, 1); got {self}")
+
+
+@dataclass
+class AdaLoraSettings:
+    """AdaLoRA (peft's ``AdaLoraConfig``): SVD-form adapters that start at rank ``init_r`` and
+    whose total rank budget shrinks to ``target_r`` per layer on average, by importance.
+
+    The schedule is in fractions of the fold's optimizer steps: the first ``initial_fraction``
+    keeps the full budget (peft's ``tinit``), the budget then falls until the last
+    ``final_fraction`` (``tfinal``), which trains the ranks it left; it is reallocated every
+    ``delta_t`` steps. ``orth_reg_weight`` weighs the orthogonality penalty on the singular
+    vectors, added to the training loss.
+    """
+
+    init_r: int = 12
+    target_r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    initial_fraction: float = 0.1
+    final_fraction: float = 0.2
+    delta_t: int = 1
+    orth_reg_weight: float = 0.5
+    target_modules: str = ""
+
+    def targets(self) -> list[str]:
+        """The target module suffixes as a list (empty: the backbone's own)."""
+        return _module_list(self.target_modules)
+
+    def check(self) -> None:
+        """:class:`ConfigError` naming the option unless the values are usable."""
+        if not 1 <= self.target_r <= self.init_r:
+            raise ConfigError(f"config option adalora needs 1 <= target_r <= init_r; got "
+                              f"target_r={self.target_r}, init_r={self.init_r}")
+        if self.alpha <= 0 or not 0.0 <= self.dropout < 1.0 or self.delta_t < 1:
+            raise ConfigError(f"config option adalora needs alpha > 0, dropout in [0, 1) and "
+                              f"delta_t >= 1; got {self}")
+        if (min(self.initial_fraction, self.final_fraction) < 0
+                or self.initial_fraction + self.final_fraction >= 1.0):
+            raise ConfigError("config options adalora.initial_fraction and adalora.final_fraction "
+                              "must be >= 0 and leave part of the run for the budget phase (sum "
+                              f"< 1); got {self.initial_fraction} and {self.final_fraction}")
+        if self.orth_reg_weight < 0:
+            raise ConfigError(f"config option adalora.orth_reg_weight must be >= 0, got "
+                              f"{self.orth_reg_weight}")
+
+    def schedule(self, total_steps: int) -> tuple[int, int]:
+        """peft's ``(tinit, tfinal)`` in steps for a run of ``total_steps``; :class:`ConfigError`
+        when the run is too short to leave a budget phase."""
+        tinit = round(self.initial_fraction * total_steps)
+        tfinal = round(self.final_fraction * total_steps)
+        if tinit >= total_steps - tfinal:
+            raise ConfigError(f"--mode adalora: a run of {total_steps} optimizer steps leaves no "
+                              f"budget phase between {tinit} initial and {tfinal} final steps; "
+                              "train longer (--epochs, run.max_steps) or lower "
+                              "adalora.initial_fraction / adalora.final_fraction")
+        return tinit, tfinal
+
+
+@dataclass
+class IA3Settings:
+    """IA3 (peft's ``IA3Config``): learned scales of the outputs of ``target_modules`` and of the
+    inputs of ``feedforward_modules`` (a subset of them); empty: the backbone's own
+    :attr:`~neurofm.models.backbone.Backbone.lora_target_modules` and
+    :attr:`~neurofm.models.backbone.Backbone.feedforward_modules`."""
+
+    target_modules: str = ""
+    feedforward_modules: str = ""
+
+    def targets(self) -> list[str]:
+        return _module_list(self.target_modules)
+
+    def feedforward(self) -> list[str]:
+        return _module_list(self.feedforward_modules)
+
+
+@dataclass
+class OFTSettings:
+    """OFT (peft's ``OFTConfig``): a block-diagonal orthogonal rotation of each target layer's
+    input, blocks of ``block_size`` (peft moves it to the nearest divisor of a layer's input width,
+    with a warning), blocks dropped to the identity with probability ``dropout`` while training;
+    ``target_modules`` as for LoRA."""
+
+    block_size: int = 32
+    dropout: float = 0.0
+    target_modules: str = ""
+
+    def targets(self) -> list[str]:
+        return _module_list(self.target_modules)
+
+    def check(self) -> None:
+        if self.block_size < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config option oft needs block_size >= 1 and dropout in [0, 1); "
+                              f"got {self}")
+
+
+@dataclass
+class RidgeSettings:
+    """The ``ridge`` probe: an L2-penalised (ridge) logistic regression (scikit-learn) on the
+    frozen backbone's standardised pooled features, one fit per inverse penalty ``C`` of
+    ``c_grid``; the ``C`` whose validation windows score best on the task's primary metric is
+    kept (ties: the smaller ``C``; no defined validation score: ``C = 1``)."""
+
+    c_grid: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
+    max_iter: int = 2000
+
+    def check(self) -> None:
+        if not self.c_grid or any(c <= 0 for c in self.c_grid) or self.max_iter < 1:
+            raise ConfigError(f"config option ridge needs a non-empty c_grid of values > 0 and "
+                              f"max_iter >= 1; got {self}")
 
 
 @dataclass
@@ -53,9 +174,12 @@ class FinetuneJobConfig(FinetuneConfig):
             checkpoint per fold (``{fold}`` becomes the fold's position, 0, 1...): under
             cross-validation, each fold's pretraining may then leave out just that fold's
             validation and test subjects.
-        mode: ``"full"`` fine-tuning, ``"linear"`` probing (frozen backbone) or ``"lora"``.
+        mode: ``"full"`` fine-tuning, ``"linear"`` probing (frozen backbone), peft adapters
+            with the head (``"lora"``, ``"dora"``, ``"adalora"``, ``"ia3"``, ``"oft"``) or the
+            closed-form ``"ridge"`` probe (no gradient training).
         drop_path: stochastic-depth rate of the last block (linearly spaced from 0 over depth).
-        lora: the adapters (``mode="lora"`` only).
+        lora: the LoRA adapters (``mode="lora"`` and ``"dora"``).
+        adalora, ia3, oft, ridge: the settings of those modes.
         class_weight: ``"balanced"`` (each class the same total loss weight, from the fold's
             training labels) or ``"none"``.
         threshold: binary tasks: ``"validation"`` (the threshold that maximises balanced accuracy
@@ -68,6 +192,10 @@ class FinetuneJobConfig(FinetuneConfig):
     mode: Mode = "full"
     drop_path: float = 0.1
     lora: LoraSettings = field(default_factory=LoraSettings)
+    adalora: AdaLoraSettings = field(default_factory=AdaLoraSettings)
+    ia3: IA3Settings = field(default_factory=IA3Settings)
+    oft: OFTSettings = field(default_factory=OFTSettings)
+    ridge: RidgeSettings = field(default_factory=RidgeSettings)
     class_weight: str = "balanced"
     threshold: str = "validation"
 
@@ -75,7 +203,8 @@ class FinetuneJobConfig(FinetuneConfig):
     def recipe(cls, chosen: Mapping[str, Any]) -> dict[str, Any]:
         """The model's recipe (:func:`finetune_recipe`); binary tasks get no label smoothing (one
         logit and BCE, METHODS.md §5); when the number of epochs is set but the warm-up is not,
-        the warm-up keeps the recipe's fraction of the run."""
+        the warm-up keeps the recipe's fraction of the run. IA3 gets no weight decay: its scales
+        start at 1, and AdamW's decoupled decay would pull them towards 0."""
         recipe = finetune_recipe(str(chosen.get("model") or cls.model))
         task_name = chosen.get("task_name")
         if task_name and get_task(str(task_name)).n_classes == 2:
@@ -84,6 +213,8 @@ class FinetuneJobConfig(FinetuneConfig):
         if "epochs" in optim and "warmup_epochs" not in optim:
             fraction = recipe["optim"]["warmup_epochs"] / recipe["optim"]["epochs"]
             recipe["optim"]["warmup_epochs"] = fraction * float(optim["epochs"])
+        if chosen.get("mode") == "ia3":
+            recipe["optim"]["weight_decay"] = 0.0
         return recipe
 
     def get_task(self) -> Task:
@@ -123,16 +254,14 @@ class FinetuneJobConfig(FinetuneConfig):
                                    or "{" in self.init.replace(FOLD_PLACEHOLDER, "")):
             raise ConfigError(f"--init {self.init!r}: a per-fold init is a path holding "
                               f"{FOLD_PLACEHOLDER} once (e.g. runs/fold{FOLD_PLACEHOLDER}/model)")
-        if self.mode == "lora" and self.init == "scratch":
-            raise ConfigError("--mode lora adapts pretrained weights, but with --init scratch the "
-                              "frozen base would be random; use --mode full for a from-scratch "
-                              "comparison")
-        if self.mode == "lora":
-            lora = self.lora
-            if lora.r < 1 or lora.alpha <= 0 or not 0.0 <= lora.dropout < 1.0:
-                raise ConfigError(f"config option lora needs r >= 1, alpha > 0 and dropout in "
-                                  f"[0, 1); got {lora}")
-
+        if self.mode in (*ADAPTER_MODES, "ridge") and self.init == "scratch":
+            raise ConfigError(f"--mode {self.mode} adapts pretrained weights, but with --init "
+                              "scratch the frozen base would be random; use --mode full for a "
+                              "from-scratch comparison")
+        checks = {"lora": self.lora.check, "dora": lambda: self.lora.check("lora (dora)"),
+                  "adalora": self.adalora.check, "oft": self.oft.check, "ridge": self.ridge.check}
+        if self.mode in checks:
+            checks[self.mode]()
 
 #: What one named size changes on top of its family's fine-tuning recipe.
 _MODEL_RECIPES: dict[str, dict[str, Any]] = {"labram_huge": {"drop_path": 0.2}}

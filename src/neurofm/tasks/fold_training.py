@@ -3,16 +3,22 @@
 :class:`FineTunePredictor` is the fold predictor :func:`neurofm.tasks.evaluate.evaluate_system`
 calls: it builds the task network (:func:`neurofm.tasks.backbones.build_task_network`), trains it
 with the engine's :class:`~neurofm.engine.trainer.Trainer` on the fold's training recordings
-(balanced class weights by default, layer-wise lr decay when set), keeps the epoch with the best
-validation score, chooses a binary decision threshold on the validation windows, predicts the
-fold's scored recordings and exports the selected weights.
+(balanced class weights by default, layer-wise lr decay when set) and keeps the epoch with the
+best validation score, or in ``ridge`` mode fits its head in closed form on the frozen features
+(:mod:`neurofm.tasks.probe`); it then chooses a binary decision threshold on the validation
+windows, predicts the fold's scored recordings, exports the selected weights and records what the
+fold cost (trainable parameters, peak memory, seconds).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import shutil
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +33,36 @@ from neurofm.data.batching import collate_windows
 from neurofm.data.splits import Split
 from neurofm.engine import distributed as dist_utils
 from neurofm.engine.checkpointing import CheckpointManager, checkpoint_meta, load_checkpoint
+from neurofm.engine.config import save_config
 from neurofm.engine.distributed import DistributedContext
 from neurofm.engine.trainer import Trainer, seed_everything
 from neurofm.errors import ChannelError, ConfigError
 from neurofm.models.backbone import unwrap
 from neurofm.models.saved import save_pretrained
+from neurofm.objectives.base import ObjectiveOutput
 from neurofm.objectives.classification import SupervisedObjective, target_kind
 from neurofm.tasks.backbones import (
     TaskNetwork,
     absolute_init,
+    attach_to_trainer,
     build_task_network,
     layer_decay_groups,
-    save_lora_adapters,
+    parameter_counts,
+    save_adapters,
 )
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import Task
 from neurofm.tasks.evaluate import Predictions
-from neurofm.tasks.finetune_config import FinetuneJobConfig
+from neurofm.tasks.finetune_config import ADAPTER_MODES, FinetuneJobConfig
 from neurofm.tasks.imbalance import balanced_class_weights, choose_threshold, decide
 from neurofm.tasks.metrics import classification_metrics
+from neurofm.tasks.probe import RidgeProbe, fit_ridge_probe
 
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 PREDICTIONS_FILE = "predictions.json"
+#: The fitted record of a ``ridge`` fold, next to its ``model/``.
+RIDGE_FILE = "ridge_probe.json"
 
 
 def window_channel_index(windows: TaskWindows) -> np.ndarray:
@@ -124,15 +137,58 @@ def predict(objective: SupervisedObjective, dataset: Dataset, batch_size: int,
             device: torch.device, precision: str = "fp32") -> np.ndarray:
     """Class probabilities ``[N, K]`` of every window of ``dataset``, in order (eval mode)."""
     objective.eval()
+    return _map_batches(lambda batch: objective.predictions(objective.outputs(batch)), dataset,
+                        batch_size, device, precision, objective.n_classes)
+
+
+def pooled_features(network: TaskNetwork, dataset: Dataset, batch_size: int,
+                    device: torch.device, precision: str = "fp32") -> np.ndarray:
+    """The pooled features ``[N, D]`` of every window of ``dataset``, in order (eval mode)."""
+    network.eval()
+    return _map_batches(network.features, dataset, batch_size, device, precision,
+                        network.base.embed_dim)
+
+
+def _map_batches(function: Callable[[dict[str, Any]], torch.Tensor], dataset: Dataset,
+                 batch_size: int, device: torch.device, precision: str, width: int
+                 ) -> np.ndarray:
     parts = []
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     with torch.no_grad(), autocast:
         for start in range(0, len(dataset), batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            batch = _to_device(collate_windows(items), device)
-            parts.append(objective.predictions(objective.outputs(batch)).float().cpu().numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, objective.n_classes))
+            parts.append(function(_to_device(collate_windows(items), device)).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, width))
+
+
+class PenalisedObjective(SupervisedObjective):
+    """:class:`SupervisedObjective` whose training loss adds the network's
+    :meth:`~neurofm.tasks.backbones.TaskNetwork.penalty` (AdaLoRA's orthogonality term, logged as
+    ``penalty``); validation losses and predictions are the plain objective's."""
+
+    network: TaskNetwork
+
+    def forward(self, batch: dict[str, Any]) -> ObjectiveOutput:
+        output = super().forward(batch)
+        penalty = self.network.penalty()
+        if penalty is None:
+            return output
+        return ObjectiveOutput(loss=output.loss + penalty,
+                               metrics={**output.metrics, "penalty": penalty.detach()})
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """The fold's peak memory: on CUDA ``torch.cuda.max_memory_allocated`` since the fold started
+    (tensors only; the caching allocator may hold more), otherwise the process's peak resident
+    set size so far (``resource.getrusage(RUSAGE_SELF).ru_maxrss``: every earlier fold, the
+    windows and the interpreter included)."""
+    if device.type == "cuda":
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
+                "peak_memory_measure": "torch.cuda.max_memory_allocated (this fold)"}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_memory_bytes": int(rss if sys.platform == "darwin" else rss * 1024),
+            "peak_memory_measure": "ru_maxrss (process peak RSS so far)"}
 
 
 class FineTunePredictor:
@@ -180,6 +236,9 @@ class FineTunePredictor:
                               f"{test.size} {fold.scored} windows; every fold needs both")
         config = self.config.for_fold(index)
         seed_everything(config.run.seed)
+        started = time.perf_counter()
+        if self.ctx.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.ctx.device)
         network, self.init_info = build_task_network(
             config, self.task, windows.sfreq, windows.signal.shape[-1], windows.unit,
             windows.channels)
@@ -187,9 +246,48 @@ class FineTunePredictor:
         weights = (torch.as_tensor(balanced_class_weights(windows.label[train],
                                                           self.task.n_classes))
                    if config.class_weight == "balanced" else None)
-        objective = SupervisedObjective(network, kind, self.task.n_classes,
-                                        config.label_smoothing if kind == "multiclass" else 0.0,
-                                        class_weight=weights)
+        objective = PenalisedObjective(network, kind, self.task.n_classes,
+                                       config.label_smoothing if kind == "multiclass" else 0.0,
+                                       class_weight=weights)
+        probe = None
+        if config.mode == "ridge":
+            objective.to(self.ctx.device)
+            probe = self._fit_probe(config, network, fold, train, val)
+            selection = {"selected": probe.selected, "C": probe.C,
+                         "val_score": probe.val_scores.get(repr(probe.C)), "epoch": None}
+            if self.ctx.is_main:
+                save_config(config, run_dir / "config.yaml")
+        else:
+            selection = self._train(config, network, objective, run_dir, train, val)
+        selection["threshold"] = self._threshold(objective, val)
+        probabilities = self._predict(objective, test)
+        selection["cost"] = {**{f"{k}_parameters": v for k, v in parameter_counts(network).items()},
+                             "fit_seconds": time.perf_counter() - started,
+                             **peak_memory(self.ctx.device)}
+        predictions = Predictions(
+            y_true=windows.label[test], y_prob=probabilities, fold=np.full(test.size, index),
+            subject=windows.subject[test], recording=windows.recording[test],
+            onset=windows.onset[test], y_pred=decide(probabilities, selection["threshold"]))
+        self.selection[index] = selection
+        if self.ctx.is_main:
+            selection["weights"] = self._export(config, network, objective.n_outputs, fold,
+                                                run_dir, selection["threshold"])
+            if probe is not None:
+                atomic_write_json(run_dir / RIDGE_FILE, {**probe.to_dict(),
+                                                         "init": absolute_init(config.init),
+                                                         "model": config.model,
+                                                         "weights": MODEL_DIR})
+            atomic_write_json(saved, {"selection": selection, "init": self.init_info,
+                                      "predictions": predictions.to_dict()})
+            # The fold is finished and its selected weights exported; the training checkpoints
+            # (optimizer state included) only served selection and resuming.
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        return predictions
+
+    def _train(self, config: FinetuneJobConfig, network: TaskNetwork,
+               objective: SupervisedObjective, run_dir: Path, train: np.ndarray, val: np.ndarray
+               ) -> dict[str, Any]:
+        """Train with the engine's Trainer and load the selected epoch; its selection record."""
         layer_of, depth = layer_decay_groups(network) if config.optim.layer_decay else (None, None)
         trainer = Trainer(
             objective, config, run_dir,
@@ -199,6 +297,7 @@ class FineTunePredictor:
             evaluate=ValidationScore(self.task.primary_metric),
             layer_id=layer_of, num_layers=depth, ctx=self.ctx,
         )
+        attach_to_trainer(network, trainer, config)
         resume = self.resume and bool(CheckpointManager(run_dir / "checkpoints").periodic())
         if not resume and self.ctx.is_main:
             # A fresh fold must not pick up the best.pt of an earlier, abandoned run.
@@ -206,22 +305,30 @@ class FineTunePredictor:
         dist_utils.barrier(self.ctx)
         result = trainer.fit(resume=resume)
         selection = self._select(objective, result.best_checkpoint, result.step)
-        selection["threshold"] = self._threshold(objective, val)
-        probabilities = self._predict(objective, test)
-        predictions = Predictions(
-            y_true=windows.label[test], y_prob=probabilities, fold=np.full(test.size, index),
-            subject=windows.subject[test], recording=windows.recording[test],
-            onset=windows.onset[test], y_pred=decide(probabilities, selection["threshold"]))
-        self.selection[index] = selection
-        if self.ctx.is_main:
-            selection["weights"] = self._export(config, network, objective.n_outputs, fold,
-                                                run_dir, selection["threshold"])
-            atomic_write_json(saved, {"selection": selection, "init": self.init_info,
-                                      "predictions": predictions.to_dict()})
-            # The fold is finished and its selected weights exported; the training checkpoints
-            # (optimizer state included) only served selection and resuming.
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        return predictions
+        selection["epochs"] = result.epoch
+        return selection
+
+    def _fit_probe(self, config: FinetuneJobConfig, network: TaskNetwork, fold: Split,
+                   train: np.ndarray, val: np.ndarray) -> RidgeProbe:
+        """Fit the ``ridge`` probe on the frozen features and make it the network's head."""
+        def features(rows: np.ndarray) -> np.ndarray:
+            return pooled_features(network, Subset(self.dataset, rows.tolist()),
+                                   config.data.batch_size, self.ctx.device, config.run.precision)
+
+        labels = self.windows.label
+        probe = fit_ridge_probe(features(train), labels[train], features(val), labels[val],
+                                self.task.n_classes, self.task.primary_metric,
+                                config.ridge.c_grid, config.class_weight == "balanced",
+                                config.ridge.max_iter, where=f"fold {fold.name}")
+        head = network.base.head
+        if not isinstance(head, nn.Linear):
+            raise ConfigError(f"--mode ridge needs a Linear task head; {network.family} has a "
+                              f"{type(head).__name__}")
+        weight, bias = probe.head(head.out_features)
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
+            head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+        return probe
 
     def _predict(self, objective: SupervisedObjective, rows: np.ndarray) -> np.ndarray:
         config = self.config
@@ -239,15 +346,15 @@ class FineTunePredictor:
     def _export(self, config: FinetuneJobConfig, network: TaskNetwork, n_outputs: int,
                 fold: Split, run_dir: Path, threshold: float | None) -> str:
         """Write the selected weights: ``model/`` (neurofm format, backbone with its head) or, for
-        LoRA, ``adapter/`` (adapters and head only). Returns the folder name."""
+        a peft mode, ``adapter/`` (adapters and head only). Returns the folder name."""
         description = {"init": absolute_init(config.init), "model": config.model,
                        "model_overrides": dict(config.model_overrides), "mode": config.mode,
                        "n_outputs": n_outputs, "task": self.task.name,
                        "class_names": list(self.task.class_names), "fold": fold.name,
                        "seed": config.run.seed, "decision_threshold": threshold,
                        "class_weight": config.class_weight}
-        if config.mode == "lora":
-            save_lora_adapters(network, run_dir / ADAPTER_DIR, description)
+        if config.mode in ADAPTER_MODES:
+            save_adapters(network, run_dir / ADAPTER_DIR, description)
             return ADAPTER_DIR
         save_pretrained(unwrap(network.backbone), run_dir / MODEL_DIR, model_name=config.model,
                         extra=description)

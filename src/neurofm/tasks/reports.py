@@ -364,10 +364,34 @@ def _system_table(results: Sequence[EvaluationResult]) -> _Table:
     rows = []
     for result in results:
         settings = {k: v for k, v in result.config.items()
-                    if k not in ("data", "bootstrap", "overlap")}
+                    if k not in ("data", "bootstrap", "overlap", "cost")}
         described = "; ".join(f"{k}: {v}" for k, v in settings.items())
         rows.append([result.system, described or "-", result.created, result.neurofm_version])
     return _Table(["system", "configuration", "evaluated (UTC)", "neurofm"], rows)
+
+
+def _cost_blocks(results: Sequence[EvaluationResult]) -> list:
+    """A table of what each fine-tuned system cost (results that record a ``cost``): its mode,
+    trainable and total parameters, peak memory and how it was measured, time per fold."""
+    rows = []
+    for result in results:
+        cost = result.config.get("cost")
+        if not cost:
+            continue
+        mode = (result.config.get("finetune") or {}).get("mode", "?")
+        share = cost["trainable_parameters"] / max(cost["total_parameters"], 1)
+        epochs = cost.get("epochs_per_fold")
+        rows.append([result.system, str(mode), f"{cost['trainable_parameters']:,}",
+                     f"{cost['total_parameters']:,}", f"{100 * share:.2f}%",
+                     f"{cost['peak_memory_bytes'] / 2**20:,.0f} MiB",
+                     str(cost["peak_memory_measure"]), f"{cost['fit_seconds_per_fold']:.1f}",
+                     "-" if epochs is None else f"{epochs:g}"])
+    if not rows:
+        return []
+    return [_Heading("Cost"), _Table(["system", "mode", "trainable parameters",
+                                      "total parameters", "trainable share", "peak memory",
+                                      "memory measure", "seconds per fold", "epochs per fold"],
+                                     rows)]
 
 
 def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
@@ -407,6 +431,7 @@ def _blocks(results: Sequence[EvaluationResult], out_dir: Path, title: str
         *(_Paragraph(f"**Class coverage:** {line}.") for line in class_coverage(first)),
         _Heading("Systems"),
         _system_table(results),
+        *_cost_blocks(results),
         *_pretraining_paragraphs(results),
         _Heading("Plots"),
     ]
