@@ -382,7 +382,7 @@ def _cost_blocks(results: Sequence[EvaluationResult]) -> list:
         share = cost["trainable_parameters"] / max(cost["total_parameters"], 1)
         epochs = cost.get("epochs_per_fold")
         rows.append([result.system, str(mode), f"{cost['trainable_parameters']:,}",
-                     f"{cost['total_parameters']:,}", f"{100 * share:.2f}%",
+                     f"{cost['total_parameters']:,}", f"{100 * share:.3g}%",
                      f"{cost['peak_memory_bytes'] / 2**20:,.0f} MiB",
                      str(cost["peak_memory_measure"]), f"{cost['fit_seconds_per_fold']:.1f}",
                      "-" if epochs is None else f"{epochs:g}"])
