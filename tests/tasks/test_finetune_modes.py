@@ -221,6 +221,23 @@ def test_ridge_fits_the_head_in_closed_form_exports_a_model_and_reloads(tmp_path
                                rtol=0, atol=1e-4)
 
 
+def test_ridge_on_a_multi_class_task_gives_k_logits_and_nothing_to_absent_classes(
+        tmp_path, base_dir):
+    windows = _windows(48)
+    windows.label[:] = np.arange(48) % 3  # dreams_sleep has five stages; two never occur
+    task = get_task("dreams_sleep")
+    config = _config(mode="ridge", init=str(base_dir), task_name="dreams_sleep")
+    predictor = FineTunePredictor(config, task, windows, tmp_path)
+    predictions = predictor(0, _FOLD)
+    assert predictions.y_prob.shape == (12, 5) and predictor.selection[0]["threshold"] is None
+    assert predictions.y_prob[:, 3:].max() < 1e-9
+    model = neurofm.from_pretrained(tmp_path / "fold0" / "model")
+    test = np.flatnonzero(windows.subject == "S0")
+    with torch.no_grad():
+        logits = model.classify(collate_windows([TaskWindowDataset(windows)[i] for i in test]))
+    np.testing.assert_allclose(logits.softmax(1).numpy(), predictions.y_prob, rtol=0, atol=1e-6)
+
+
 def test_the_ridge_probe_equals_scikit_learn_and_covers_classes_absent_from_training():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 5)) * [1.0, 3.0, 0.5, 2.0, 1.0] + [0.0, 5.0, -1.0, 0.0, 2.0]
