@@ -4,8 +4,8 @@ A *source* is one of
 
 - a neurofm checkpoint folder (``model.safetensors`` + ``config.json``, written by every
   ``neurofm pretrain``, ``tokenizer train`` and ``finetune`` run as ``model/``);
-- a LoRA adapter folder (``adapter/`` of a ``finetune --mode lora`` run: peft's adapter files and
-  ``neurofm_adapter.json``, which names the base weights);
+- an adapter folder (``adapter/`` of a ``finetune --mode lora|dora|adalora|ia3|oft`` run:
+  peft's adapter files and ``neurofm_adapter.json``, which names the base weights);
 - an official LaBraM ``.pth`` file (``labram-base.pth``, ``vqnsp.pth``, a fine-tuned file), also
   written ``official:PATH``;
 - a training checkpoint of the engine (``run/checkpoints/best.pt`` with its ``.json`` sidecar);
@@ -42,7 +42,7 @@ from neurofm.models.registry import create_checked_model, create_model
 
 #: Marks a source that names an official LaBraM ``.pth`` file.
 OFFICIAL_PREFIX = "official:"
-#: The file that makes a folder a neurofm LoRA adapter folder.
+#: The file that makes a folder a neurofm adapter folder.
 ADAPTER_SIDECAR = "neurofm_adapter.json"
 _ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -51,7 +51,7 @@ _ADAPTER_WEIGHTS = "adapter_model.safetensors"
 class PretrainedInfo:
     """Where a loaded model came from and what it expects.
 
-    ``kind`` is ``"neurofm"``, ``"lora-adapters"``, ``"official"`` or ``"engine"``; ``model`` the
+    ``kind`` is ``"neurofm"``, ``"adapters"``, ``"official"`` or ``"engine"``; ``model`` the
     registered name (None when the file does not record one); ``sfreq``/``input_unit`` the input
     the network takes (None when unknown); ``preprocessing`` the recipe of the corpus it was
     trained on and ``pretraining`` its pretraining record (None when not recorded).
@@ -76,7 +76,7 @@ def from_pretrained(source: str | Path, *, backbone: bool = False, n_outputs: in
     """The model a source holds (see the module docstring), in eval mode.
 
     Args:
-        source: a checkpoint folder, a LoRA adapter folder, an official ``.pth`` file
+        source: a checkpoint folder, an adapter folder, an official ``.pth`` file
             (optionally ``official:PATH``) or an engine training checkpoint.
         backbone: return the fine-tunable backbone: a masked-modelling network's student as the
             official fine-tuning script builds it (mask token and final norm dropped, fc_norm new).
@@ -107,7 +107,7 @@ def load_source(source: str, *, backbone: bool = False, n_outputs: int | None = 
         path = resolve_hub_id(source)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm checkpoint "
-                              "folder, a LoRA adapter folder, an official LaBraM .pth file "
+                              "folder, an adapter folder, an official LaBraM .pth file "
                               "(official:PATH), a training checkpoint (.pt with its .json) or a "
                               "Hub id (org/name)")
     if path.is_dir() and official:
@@ -115,7 +115,7 @@ def load_source(source: str, *, backbone: bool = False, n_outputs: int | None = 
                           ".pth file")
     if path.is_dir() and (path / ADAPTER_SIDECAR).is_file():
         network, description = _load_adapters(path)
-        return network, PretrainedInfo(source, "lora-adapters", str(path),
+        return network, PretrainedInfo(source, "adapters", str(path),
                                        description.get("model"))
     if path.is_dir():
         config = read_saved_config(path)
@@ -177,7 +177,7 @@ def _encoder_from_engine_checkpoint(path: Path) -> tuple[Backbone, str]:
                               "the neurofm training engine")
     weights: dict[str, torch.Tensor] = state["model"]
     if any(".base_model.model." in k for k in weights):
-        raise CheckpointError(f"{path} is a LoRA fine-tuning checkpoint; load the adapter/ folder "
+        raise CheckpointError(f"{path} is an adapter fine-tuning checkpoint; load the adapter/ folder "
                               "its run exported instead")
     for prefix in ("network.backbone.", "model."):  # fine-tuning objective, pretraining objectives
         encoder = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
@@ -210,8 +210,8 @@ def load_backbone(init: str) -> tuple[Backbone, dict[str, Any]]:
         raise ConfigError("'scratch' names no weights to load; pass a checkpoint (a neurofm "
                           "folder, a training checkpoint .pt, or official:PATH)")
     model, info = load_source(init, backbone=True, n_outputs=0)
-    if info.kind == "lora-adapters":
-        raise ConfigError(f"{init} is a LoRA adapter folder; fine-tune from its base weights "
+    if info.kind == "adapters":
+        raise ConfigError(f"{init} is an adapter folder; fine-tune from its base weights "
                           "(the init its neurofm_adapter.json records) instead")
     assert isinstance(model, Backbone)  # load_source(backbone=True) returns one
     return model, {"init": init, "source": info.kind, "path": info.path, "model": info.model}

@@ -68,7 +68,7 @@ def load_embedding_model(checkpoint: str) -> tuple[TaskNetwork, dict[str, Any]]:
     """The network whose features are embedded: any source :func:`neurofm.from_pretrained`
     takes that holds a backbone (a LoRA adapter folder: base with adapters)."""
     model, info = load_source(checkpoint, backbone=True, n_outputs=0)
-    if info.kind == "lora-adapters":
+    if info.kind == "adapters":
         return TaskNetwork(model).eval(), {"init": checkpoint, "source": info.kind,
                                            "path": info.path}
     return TaskNetwork(as_backbone(model, checkpoint)).eval(), {

@@ -68,7 +68,7 @@ def pretraining_record(init: str) -> PretrainingRecord | None:
 
     ``init`` is any value fine-tuning accepts: ``"scratch"`` (an empty record: nothing was
     pretrained), a neurofm model folder (its ``config.json``; a fine-tuned model's record is that
-    of the init it was fine-tuned from), a LoRA adapter folder (the record of the base init in its
+    of the init it was fine-tuned from), an adapter folder (the record of the base init in its
     ``neurofm_adapter.json``), a training checkpoint ``RUN/checkpoints/NAME.pt`` (the run's
     ``pretraining_data.json``, or for a fine-tuning run the record of its init), or
     ``official:PATH`` / another ``.pth`` file (:data:`LABRAM_PAPER_RECORD`). Raises
@@ -87,7 +87,7 @@ def _record(init: str, depth: int) -> PretrainingRecord | None:
     official, path = init_path(init)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a neurofm model folder, a "
-                              "LoRA adapter folder, a training checkpoint .pt, official:PATH or "
+                              "adapter folder, a training checkpoint .pt, official:PATH or "
                               "'scratch'")
     if path.is_dir():
         sidecar = path / ADAPTER_SIDECAR
