@@ -404,6 +404,23 @@ class Labram(NeuralTransformer, Backbone):
             model.ch_names, model.n_chans = list(ch_names), len(ch_names)
         return model
 
+    @classmethod
+    def from_braindecode_state_dict(cls, state: Mapping[str, torch.Tensor],
+                                    config: LabramConfig | None = None, num_heads: int | None = None,
+                                    ch_names: Sequence[str] | None = None) -> Labram:
+        """A backbone from a ``braindecode.models.Labram`` state dict (braindecode's key names; the
+        architecture is read from its shapes unless ``config`` is given). See
+        :mod:`neurofm.models.braindecode_interop` and docs/braindecode.md."""
+        from neurofm.models.braindecode_interop import labram_from_braindecode_state_dict
+
+        return labram_from_braindecode_state_dict(state, config, num_heads, ch_names)
+
+    def to_braindecode_state_dict(self, n_times: int) -> dict[str, torch.Tensor]:
+        """These weights under ``braindecode.models.Labram``'s names, for one of ``n_times`` samples."""
+        from neurofm.models.braindecode_interop import to_braindecode_state_dict
+
+        return to_braindecode_state_dict(self, n_times)
+
     def reset_head(self, n_outputs: int) -> None:
         """Replace the head by a freshly initialised ``Linear(D, n_outputs)`` (0 removes it)."""
         if n_outputs <= 0:
