@@ -256,8 +256,8 @@ def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 def _load_adapters(adapter_dir: Path, init: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """A peft-adapted backbone (LoRA, DoRA, AdaLoRA, IA3 or OFT, as ``adapter_config.json`` says):
     its base weights (``init``, by default the one the sidecar records; a relative path is taken
-    from the adapter folder) with the adapters and head of ``adapter_dir`` (peft's ``PeftModel``,
-    eval mode), and the sidecar's description."""
+    from the adapter folder and must stay inside it) with the adapters and head of
+    ``adapter_dir`` (peft's ``PeftModel``, eval mode), and the sidecar's description."""
     from peft import PeftModel
 
     sidecar = adapter_dir / ADAPTER_SIDECAR
@@ -285,7 +285,13 @@ def _load_adapters(adapter_dir: Path, init: str | None = None) -> tuple[nn.Modul
     base = init or str(description["init"])
     official, path = init_path(base)
     if not path.is_absolute():
-        base = (OFFICIAL_PREFIX if official else "") + str(adapter_dir / path)
+        inside = (adapter_dir / path).resolve()
+        if init is None and not inside.is_relative_to(adapter_dir.resolve()):
+            # neurofm records absolute paths; a relative one leading out is not its own.
+            raise CheckpointError(f"{sidecar} names the base weights {base!r}, a relative path "
+                                  "leading out of the adapter folder; pass the base explicitly "
+                                  "(neurofm.loading.load_adapters(folder, init=...))")
+        base = (OFFICIAL_PREFIX if official else "") + str(inside)
     backbone, _ = build_backbone(base, str(description["model"]),
                                  description.get("model_overrides"))
     with_head = backbone.with_head(int(description["n_outputs"]), 0.0)

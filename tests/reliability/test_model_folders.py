@@ -117,3 +117,13 @@ def test_an_unknown_model_is_refused_before_the_corpus_is_read(tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "unknown model 'nope'" in err and "no-corpus" not in err
     assert not (tmp_path / "run" / "split.json").exists()
+
+
+def test_a_lora_sidecar_whose_base_path_leads_out_of_the_folder_is_refused(model_dir, tmp_path):
+    adapter = _lora_folder(tmp_path, model_dir)
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    (adapter / ADAPTER_SIDECAR).write_text(json.dumps(
+        {"init": "../../../etc/model", "model": "labram_small", "n_outputs": 1}))
+    with pytest.raises(CheckpointError, match="relative path leading out of the adapter folder"):
+        neurofm.from_pretrained(adapter)
