@@ -4,6 +4,7 @@ neurofm's own entry points, with no neurofm module changed for it."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -18,20 +19,35 @@ from toy_training import write_tiny_eeg_corpus
 import neurofm
 from neurofm.cli import main
 from neurofm.data.splits import Split
+from neurofm.models import registry
 from neurofm.models.registry import list_backbones, register_family_module
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.embed import embed_corpus
 from neurofm.tasks.finetune import run_finetune
 from neurofm.tasks.finetune_config import load_finetune_config
 
-register_family_module("tiny_family")  # the one registry entry
-from tiny_family import TinyPatchNet  # noqa: E402
-
 _QUIET = ["run.progress=false", "run.tensorboard=false", "data.batch_size=8"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tiny_family():
+    """The family registered for this module's tests only (the registry is process-wide, and
+    other tests list every registered model)."""
+    registry.list_models()  # neurofm's own families imported (and registered) first
+    saved = (dict(registry._BUILDERS), dict(registry._FAMILIES), list(registry.FAMILY_MODULES))
+    register_family_module("tiny_family")  # the one registry entry
+    sys.modules.pop("tiny_family", None)
+    module = importlib.import_module("tiny_family")
+    yield module
+    registry._BUILDERS.clear()
+    registry._BUILDERS.update(saved[0])
+    registry._FAMILIES.clear()
+    registry._FAMILIES.update(saved[1])
+    registry.FAMILY_MODULES[:] = saved[2]
+
+
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> Path:
+def pretrained(tmp_path_factory, tiny_family) -> Path:
     """A tiny_patchnet pretrained for three steps with the time-domain masked objective."""
     root = tmp_path_factory.mktemp("third_family")
     corpus = write_tiny_eeg_corpus(root / "corpus")
@@ -54,16 +70,16 @@ def _windows(n: int = 32) -> TaskWindows:
                        np.arange(n, dtype=float), 200.0, "100uV", ("C3", "C4", "P3", "P4"))
 
 
-def test_the_pretrained_third_family_loads_with_its_record(pretrained):
+def test_the_pretrained_third_family_loads_with_its_record(pretrained, tiny_family):
     model = neurofm.from_pretrained(pretrained / "model")
-    assert isinstance(model, TinyPatchNet) and not model.training
+    assert isinstance(model, tiny_family.TinyPatchNet) and not model.training
     info = model.pretrained_info
     assert info.kind == "neurofm" and info.model == "tiny_patchnet"
     assert info.sfreq == 200.0 and info.input_unit == "100uV"
     assert {r["subject"] for r in info.pretraining["recordings"]} == {"s0", "s1", "s2"}
 
 
-def test_the_third_family_fine_tunes_evaluates_and_embeds(pretrained, tmp_path):
+def test_the_third_family_fine_tunes_evaluates_and_embeds(pretrained, tmp_path, tiny_family):
     config = load_finetune_config(
         overrides=[*_QUIET, "optim.epochs=2", "optim.warmup_epochs=0"],
         flags={"task_name": "eegmat", "model": "tiny_patchnet", "init": str(pretrained / "model")})
@@ -78,7 +94,7 @@ def test_the_third_family_fine_tunes_evaluates_and_embeds(pretrained, tmp_path):
     assert np.isfinite(result.pooled["auroc"])
     assert result.config["init"]["family"] == "tiny"
     exported = neurofm.from_pretrained(tmp_path / "ft" / "seed0" / "fold0" / "model")
-    assert isinstance(exported, TinyPatchNet) and exported.n_outputs == 1
+    assert isinstance(exported, tiny_family.TinyPatchNet) and exported.n_outputs == 1
 
     embeddings = embed_corpus(str(pretrained / "model"), pretrained.parent / "corpus" / next(
         p.name for p in (pretrained.parent / "corpus").iterdir() if p.is_dir()),
