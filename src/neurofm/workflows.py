@@ -114,7 +114,8 @@ def finetune(task: str, out: str | Path, corpus: str | Path | None = None, *,
     job = load_finetune_config(config, overrides, flags)
     for other in compare:
         if other.task_name != task:
-            raise ConfigError(f"a compared result is on task {other.task_name!r}, not {task!r}")
+            raise ConfigError(f"--compare: {other.system!r} is a result on task "
+                              f"{other.task_name!r}, not {task!r}")
     chosen = job.get_task()
     ctx = init_distributed(job.run.device)
     # Under torchrun, rank 0 prepares the corpus; the others then find every recording done.

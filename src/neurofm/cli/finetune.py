@@ -15,7 +15,6 @@ from pathlib import Path
 
 from neurofm.cli import count, seed
 from neurofm.cli.task_options import add_split_argument, add_task_data_arguments
-from neurofm.errors import ConfigError
 from neurofm.locks import run_folder_lock
 from neurofm.models.registry import list_backbones
 from neurofm.tasks.definitions import get_task, list_tasks
@@ -104,10 +103,6 @@ def run(args: argparse.Namespace) -> int:
     from neurofm.workflows import finetune
 
     compare = [EvaluationResult.load(path) for path in args.compare]
-    for path, other in zip(args.compare, compare):
-        if other.task_name != args.task:
-            raise ConfigError(f"--compare {path} is a result on task {other.task_name!r}, not "
-                              f"{args.task!r}")
     with run_folder_lock(Path(args.out), "finetune"):
         outcome = finetune(
             args.task, args.out, args.corpus, init=args.init, model=args.model, mode=args.mode,

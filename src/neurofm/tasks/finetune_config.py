@@ -32,7 +32,19 @@ def _module_list(text: str) -> list[str]:
 
 
 @dataclass
-class LoraSettings:
+class AdapterTargets:
+    """The Linear layers a peft mode adapts: comma-separated name suffixes in ``target_modules``;
+    empty: the backbone's own :attr:`~neurofm.models.backbone.Backbone.lora_target_modules`."""
+
+    target_modules: str = ""
+
+    def targets(self) -> list[str]:
+        """The target module suffixes as a list (empty: the backbone's own)."""
+        return _module_list(self.target_modules)
+
+
+@dataclass
+class LoraSettings(AdapterTargets):
     """LoRA adapters (peft; also DoRA's, ``mode="dora"``): rank ``r``, scaling ``alpha / r``,
     dropout on the adapter input, and the Linear layers they wrap (comma-separated name suffixes;
     empty: the backbone's own :attr:`~neurofm.models.backbone.Backbone.lora_target_modules`)."""
@@ -40,11 +52,6 @@ class LoraSettings:
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: str = ""
-
-    def targets(self) -> list[str]:
-        """The target module suffixes as a list."""
-        return _module_list(self.target_modules)
 
     def check(self, section: str = "lora") -> None:
         """:class:`ConfigError` naming ``section`` unless the values are usable."""
@@ -54,7 +61,7 @@ class LoraSettings:
 
 
 @dataclass
-class AdaLoraSettings:
+class AdaLoraSettings(AdapterTargets):
     """AdaLoRA (peft's ``AdaLoraConfig``): SVD-form adapters that start at rank ``init_r`` and
     whose total rank budget shrinks to ``target_r`` per layer on average, by importance.
 
@@ -73,11 +80,6 @@ class AdaLoraSettings:
     final_fraction: float = 0.2
     delta_t: int = 1
     orth_reg_weight: float = 0.5
-    target_modules: str = ""
-
-    def targets(self) -> list[str]:
-        """The target module suffixes as a list (empty: the backbone's own)."""
-        return _module_list(self.target_modules)
 
     def check(self) -> None:
         """:class:`ConfigError` naming the option unless the values are usable."""
@@ -110,24 +112,20 @@ class AdaLoraSettings:
 
 
 @dataclass
-class IA3Settings:
+class IA3Settings(AdapterTargets):
     """IA3 (peft's ``IA3Config``): learned scales of the outputs of ``target_modules`` and of the
     inputs of ``feedforward_modules`` (a subset of them); empty: the backbone's own
     :attr:`~neurofm.models.backbone.Backbone.lora_target_modules` and
     :attr:`~neurofm.models.backbone.Backbone.feedforward_modules`."""
 
-    target_modules: str = ""
     feedforward_modules: str = ""
-
-    def targets(self) -> list[str]:
-        return _module_list(self.target_modules)
 
     def feedforward(self) -> list[str]:
         return _module_list(self.feedforward_modules)
 
 
 @dataclass
-class OFTSettings:
+class OFTSettings(AdapterTargets):
     """OFT (peft's ``OFTConfig``): a block-diagonal orthogonal rotation of each target layer's
     input, blocks of ``block_size`` (peft moves it to the nearest divisor of a layer's input width,
     with a warning), blocks dropped to the identity with probability ``dropout`` while training;
@@ -135,10 +133,6 @@ class OFTSettings:
 
     block_size: int = 32
     dropout: float = 0.0
-    target_modules: str = ""
-
-    def targets(self) -> list[str]:
-        return _module_list(self.target_modules)
 
     def check(self) -> None:
         if self.block_size < 1 or not 0.0 <= self.dropout < 1.0:
