@@ -6,6 +6,8 @@ Usage::
     python benchmarks/run.py --quick    # smaller shapes and fewer steps, for smoke checks
     python benchmarks/run.py --only models data
     python benchmarks/run.py --compile  # also the torch.compile rows (minutes of compiling)
+    python benchmarks/run.py --only official --official ~/LaBraM --official-deps /tmp/labram_deps
+        # side by side with the official LaBraM code (see bench_official.py)
 
 Each ``benchmarks/bench_<area>.py`` exposes ``run(quick: bool = False) -> list[dict]``; a row holds
 the figure, its unit, the reference it is compared with (measured in the same run), and the
@@ -23,7 +25,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-AREAS = ("data", "models", "neurobert", "engine", "finetune")
+AREAS = ("data", "models", "neurobert", "engine", "finetune", "official")
 COLUMNS = ("benchmark", "value", "unit", "reference", "reference_value", "target", "note")
 
 
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print, do not touch docs/")
     parser.add_argument("--compile", action="store_true",
                         help="also measure torch.compile (model benchmarks)")
+    parser.add_argument("--official", type=Path, metavar="PATH",
+                        help="a clone of the official LaBraM repository, timed side by side")
+    parser.add_argument("--official-deps", type=Path, metavar="DIR",
+                        help="a scratch target holding the official code's timm 0.4.12")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     reference = importlib.import_module("reference")
@@ -64,16 +70,20 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{area}: not importable ({error})")
             continue
         try:
-            options = {"use_compile": True} if args.compile and area == "models" else {}
+            options: dict[str, object] = {"use_compile": True} if args.compile and area == "models" else {}
+            if area == "official":
+                options = {"official_path": args.official, "official_deps": args.official_deps}
             rows.extend(module.run(quick=args.quick, **options))
         except Exception:  # a failing area must not hide the others' figures
             failures.append(f"{area}: failed\n{traceback.format_exc()}")
     table = render_table(rows)
+    ratio_lines = "".join(f"    {row['line']}\n" for row in rows if row.get("line"))
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"\n## {stamp}{' (quick)' if args.quick else ''}\n\n"
         f"Machine: {machine}\n\n{table}\n\n"
-        f"Run time: {time.time() - started:.0f} s.\n"
+        + (f"{ratio_lines}\n" if ratio_lines else "")
+        + f"Run time: {time.time() - started:.0f} s.\n"
     )
     if failures:
         section += "\nNot measured in this run:\n\n" + "\n".join(

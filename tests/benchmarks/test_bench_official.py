@@ -1,0 +1,36 @@
+"""The side-by-side benchmark's set-up checks (benchmarks/bench_official.py); timing is not tested."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+bench_official = importlib.import_module("bench_official")
+
+
+def test_without_official_path_the_ratios_are_absent_and_the_row_says_why() -> None:
+    (row,) = bench_official.run(quick=True)
+    assert math.isnan(row["value"])
+    assert "--official PATH" in row["note"] and "timm 0.4.12" in row["note"]
+
+
+def test_a_folder_that_is_not_the_official_clone_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "modeling_pretrain.py").write_text("")
+    with pytest.raises(bench_official.OfficialCodeError, match="modeling_finetune.py, modeling_vqnsp.py missing"):
+        bench_official.load_official(tmp_path)
+
+
+def test_the_ratio_line_has_the_checkable_form() -> None:
+    line = bench_official.side_by_side_line("mem", "bf16", 2.345, "amx")
+    assert line == "side-by-side mem bf16: 2.35x official (amx)"
+    assert bench_official.cpu_tag() in {"amx", "avx512_bf16", "avx2"} or not bench_official.cpu_tag().islower()
+
+
+def test_official_channel_indices_put_the_class_token_first() -> None:
+    chans = bench_official._official_input_chans()
+    assert chans[0] == 0 and len(chans) == 20 and min(chans[1:]) >= 1
