@@ -10,22 +10,39 @@ DoRA (``"dora"``: LoRA with a learned magnitude per output), AdaLoRA (``"adalora
 LoRA whose ranks are reallocated by importance while training), IA3 (``"ia3"``: learned scales,
 on the inputs of the :attr:`~neurofm.models.backbone.Backbone.feedforward_modules`) and OFT
 (``"oft"``: block-diagonal orthogonal rotations of the layer inputs).
+
+With a sequence context (``context.epochs`` K > 1, :class:`EpochContext`) each prediction sees the
+backbone's pooled features of K windows of one recording centred on the window it scores: the
+batch then holds ``signal [B, K, C, T]`` and ``context_mask [B, K]``, the backbone embeds the B*K
+windows in one call and a small transformer over the K feature vectors gives the head its input.
+A fine-tuned folder records the context and keeps its weights beside the backbone's
+(:data:`CONTEXT_WEIGHTS`); :func:`load_task_network` rebuilds the whole network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from neurofm.atomic import atomic_write_json
-from neurofm.errors import ConfigError
-from neurofm.loading import ADAPTER_SIDECAR, OFFICIAL_PREFIX, build_backbone, init_path
-from neurofm.models.backbone import Backbone, unwrap
+from neurofm.atomic import atomic_path, atomic_write_json
+from neurofm.errors import CheckpointError, ConfigError
+from neurofm.loading import (
+    ADAPTER_SIDECAR,
+    OFFICIAL_PREFIX,
+    build_backbone,
+    from_pretrained,
+    init_path,
+)
+from neurofm.models.backbone import Backbone, load_state_strict, unwrap
+from neurofm.models.saved import read_saved_config, save_pretrained, sha256_of
 from neurofm.objectives.classification import head_size, target_kind
 
 if TYPE_CHECKING:
@@ -35,6 +52,7 @@ if TYPE_CHECKING:
     from neurofm.tasks.definitions import Task
     from neurofm.tasks.finetune_config import (
         AdaLoraSettings,
+        ContextSettings,
         FinetuneJobConfig,
         IA3Settings,
         LoraSettings,
@@ -47,6 +65,42 @@ if TYPE_CHECKING:
 #: The config section that holds each peft mode's settings.
 ADAPTER_SECTIONS = {"lora": "lora", "dora": "lora", "adalora": "adalora", "ia3": "ia3",
                     "oft": "oft"}
+#: The sequence context's weights in a fine-tuned ``model/`` or ``adapter/`` folder.
+CONTEXT_WEIGHTS = "context.safetensors"
+
+
+class EpochContext(nn.Module):
+    """The sequence head: K pooled feature vectors ``[B, K, D]`` of neighbouring windows (a
+    mask ``[B, K]`` says which exist) -> the centre window's head input ``[B, D]``.
+
+    The features are projected to ``width``, given a learned position embedding and passed
+    through a pre-norm transformer encoder (masked positions are never attended to); the centre
+    output, normalised and projected back to D, is added to the centre window's own features.
+    The back projection starts at zero, so an untrained context leaves the backbone's prediction
+    of the window alone unchanged.
+    """
+
+    def __init__(self, dim: int, settings: ContextSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.epochs = settings.epochs
+        self.project = nn.Linear(dim, settings.width)
+        # Not "pos_embed": the layer-wise lr decay would count that as the backbone's input side.
+        self.position = nn.Parameter(torch.zeros(settings.epochs, settings.width))
+        nn.init.trunc_normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(settings.width, settings.heads, 2 * settings.width,
+                                           settings.dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, settings.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(settings.width)
+        self.out = nn.Linear(settings.width, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        centre = self.epochs // 2
+        hidden = self.encoder(self.project(features) + self.position,
+                              src_key_padding_mask=~mask)
+        return features[:, centre] + self.out(self.norm(hidden[:, centre]))
 
 
 class TaskNetwork(nn.Module):
@@ -59,9 +113,16 @@ class TaskNetwork(nn.Module):
 
     With ``frozen_backbone`` (linear probing) everything but the head stays in eval mode while
     training, so dropout and drop path do not perturb the frozen features.
+
+    With ``context`` (:class:`EpochContext`, K windows), the batch holds ``signal [B, K, C, T]``
+    and ``context_mask [B, K]`` (``channel_index`` and ``channel_mask`` stay ``[B, C]``), as
+    :func:`neurofm.tasks.fold_training.collate_context_windows` batches them; the existing
+    windows are embedded in one backbone call and the context's output goes to the head. The
+    context trains in every mode.
     """
 
-    def __init__(self, backbone: nn.Module, frozen_backbone: bool = False) -> None:
+    def __init__(self, backbone: nn.Module, frozen_backbone: bool = False,
+                 context: EpochContext | None = None) -> None:
         super().__init__()
         base = unwrap(backbone)
         if not isinstance(base, Backbone):
@@ -70,6 +131,12 @@ class TaskNetwork(nn.Module):
         self.backbone = backbone
         self.family = base.family
         self.frozen_backbone = frozen_backbone
+        self.context = context
+
+    @property
+    def context_epochs(self) -> int:
+        """K, the windows each prediction sees (1: the window alone)."""
+        return self.context.epochs if self.context is not None else 1
 
     @property
     def base(self) -> Backbone:
@@ -87,11 +154,30 @@ class TaskNetwork(nn.Module):
         return self
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.base.classify(batch)
+        if self.context is None:
+            return self.base.classify(batch)
+        return self.base.head(self.features(batch))
 
     def features(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Pooled features ``[B, D]`` (the head's input)."""
-        return self.base.features(batch)
+        """Pooled features ``[B, D]`` (the head's input; with a context, its output)."""
+        if self.context is None:
+            return self.base.features(batch)
+        signal, mask = batch["signal"], batch.get("context_mask")
+        if mask is None or signal.ndim != 4 or tuple(mask.shape) != (*signal.shape[:2],) \
+                or signal.shape[1] != self.context.epochs:
+            raise ConfigError(
+                f"this network sees a context of {self.context.epochs} windows: its batches need "
+                f"signal [B, {self.context.epochs}, C, T] and context_mask [B, "
+                f"{self.context.epochs}] (neurofm.tasks.fold_training.TaskWindowDataset with "
+                f"context rows), got signal {tuple(signal.shape)}")
+        # Only the windows that exist are embedded: B*K at most, in one backbone call.
+        flat = {key: value[:, None].expand(-1, mask.shape[1], *value.shape[1:])[mask]
+                for key, value in batch.items()
+                if key in ("channel_index", "channel_mask") and isinstance(value, torch.Tensor)}
+        embedded = self.base.features({**flat, "signal": signal[mask]})
+        features = embedded.new_zeros((*mask.shape, embedded.shape[-1]))
+        features[mask] = embedded
+        return self.context(features, mask)
 
     def penalty(self) -> torch.Tensor | None:
         """What the mode adds to the training loss (None: nothing): AdaLoRA's orthogonality
@@ -236,7 +322,8 @@ def build_task_network(config: FinetuneJobConfig, task: Task, sfreq: float, n_ti
                        ) -> tuple[TaskNetwork, dict[str, Any]]:
     """The network to fine-tune for ``task`` on windows of ``n_times`` samples at ``sfreq`` Hz in
     ``unit`` with ``channels``: backbone from ``config.init``, a new head, the recipe's drop path,
-    and the mode's trainable parameters. Returns it with the init description.
+    the mode's trainable parameters and, with ``context.epochs`` > 1, a new sequence context
+    (:class:`EpochContext`, trainable). Returns it with the init description.
     """
     backbone, info = build_backbone(config.init, config.model, config.model_overrides)
     n_outputs = head_size(target_kind(task.n_classes), task.n_classes)
@@ -244,9 +331,12 @@ def build_task_network(config: FinetuneJobConfig, task: Task, sfreq: float, n_ti
     backbone.check_input(sfreq, n_times, unit, f"task {task.name!r}", channels)
     info = {**info, "family": backbone.family,
             "architecture": backbone.saved_config()["architecture"]}
+    context = (EpochContext(backbone.embed_dim, config.context) if config.context.epochs > 1
+               else None)
     section = ADAPTER_SECTIONS.get(config.mode)
     wrapped = apply_mode(backbone, config.mode, getattr(config, section) if section else None)
-    return TaskNetwork(wrapped, frozen_backbone=config.mode in ("linear", "ridge")), info
+    return TaskNetwork(wrapped, frozen_backbone=config.mode in ("linear", "ridge"),
+                       context=context), info
 
 
 def absolute_init(init: str) -> str:
@@ -262,7 +352,9 @@ def save_adapters(network: TaskNetwork, directory: str | Path, description: Mapp
                   ) -> Path:
     """Write a peft mode's adapters and the head (peft's ``adapter_model.safetensors`` and
     ``adapter_config.json``, which names the peft type) plus ``neurofm_adapter.json`` (base init,
-    model, head size), which :func:`neurofm.from_pretrained` reads back.
+    model, head size, the sequence context), which :func:`neurofm.from_pretrained` reads back;
+    a sequence context's weights go to :data:`CONTEXT_WEIGHTS` (:func:`load_task_network`
+    rebuilds the whole network).
 
     AdaLoRA adapters are written at their initial rank with the ranks its budget removed as zeros
     (peft would otherwise cut them to the rank pattern of the run's last step, which need not be
@@ -271,8 +363,78 @@ def save_adapters(network: TaskNetwork, directory: str | Path, description: Mapp
     directory = Path(directory)
     with _unpruned(network.backbone):
         network.backbone.save_pretrained(str(directory))
-    atomic_write_json(directory / ADAPTER_SIDECAR, dict(description))
+    atomic_write_json(directory / ADAPTER_SIDECAR,
+                      {**description, "context": _save_context(network, directory)})
     return directory
+
+
+def save_model(network: TaskNetwork, directory: str | Path, model_name: str | None,
+               description: Mapping[str, Any]) -> Path:
+    """Write the backbone with its head as a neurofm checkpoint folder
+    (:func:`~neurofm.models.saved.save_pretrained`, ``description`` and the sequence context
+    under ``extra``) and a sequence context's weights as :data:`CONTEXT_WEIGHTS`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    context = _save_context(network, directory)
+    return save_pretrained(unwrap(network.backbone), directory, model_name=model_name,
+                           extra={**description, "context": context})
+
+
+def _save_context(network: TaskNetwork, directory: Path) -> dict[str, Any]:
+    """Write the context's weights (if any) into ``directory``; what a folder records of it:
+    ``epochs`` (1: none) and, with a context, its settings, weights file and their SHA-256."""
+    (directory / CONTEXT_WEIGHTS).unlink(missing_ok=True)
+    context = network.context
+    if context is None:
+        return {"epochs": 1}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in context.state_dict().items()}
+    with atomic_path(directory / CONTEXT_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+        digest = sha256_of(tmp)
+    return {**dataclasses.asdict(context.settings), "weights": CONTEXT_WEIGHTS, "sha256": digest}
+
+
+def load_task_network(directory: str | Path) -> TaskNetwork:
+    """The fine-tuned network a ``finetune`` run exported (its ``model/`` or ``adapter/`` folder),
+    in eval mode: the backbone with its head (adapters included) and, when the folder records a
+    sequence context, that context with its weights, checked against their SHA-256.
+
+    ``neurofm.from_pretrained`` of such a folder gives the backbone alone, which scores single
+    windows; this gives the network that was scored. :class:`CheckpointError` naming the file
+    for a context record or weights that do not fit.
+    """
+    from neurofm.tasks.finetune_config import ContextSettings
+
+    directory = Path(directory)
+    model = from_pretrained(directory)
+    sidecar = directory / ADAPTER_SIDECAR
+    if sidecar.is_file():  # from_pretrained has read and checked it
+        description = json.loads(sidecar.read_text(encoding="utf-8"))
+    else:
+        sidecar = directory / "config.json"
+        description = read_saved_config(directory).get("extra") or {}
+    record = description.get("context", {"epochs": 1})
+    network = TaskNetwork(model)
+    try:
+        settings = ContextSettings(**{k: v for k, v in record.items()
+                                      if k not in ("weights", "sha256")})
+        settings.check()
+    except (TypeError, AttributeError, ConfigError) as error:
+        raise CheckpointError(f"{sidecar}: its context record {record!r} is not usable "
+                              f"({error}); the folder is damaged") from None
+    if settings.epochs == 1:
+        return network.eval()
+    weights = directory / CONTEXT_WEIGHTS
+    if not weights.is_file() or sha256_of(weights) != record.get("sha256"):
+        raise CheckpointError(f"{weights} is missing or does not match the SHA-256 in {sidecar}: "
+                              "the sequence context's weights are lost or were replaced")
+    network.context = EpochContext(network.base.embed_dim, settings)
+    try:
+        state = load_file(str(weights))
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"cannot read {weights}: {error}") from None
+    load_state_strict(network.context, state, str(weights))
+    return network.eval()
 
 
 @contextlib.contextmanager

@@ -67,6 +67,38 @@ class TaskWindows:
                            self.recording[mask], self.onset[mask], self.sfreq, self.unit,
                            self.channels, dict(self.dropped))
 
+    def context_rows(self, epochs: int, stride_seconds: float) -> np.ndarray:
+        """The rows of each window's neighbours: int64 ``[N, epochs]``, row ``i`` holding the
+        windows of ``recording[i]`` that start ``-h .. h`` strides from window ``i`` (``h =
+        epochs // 2``; column ``h`` is ``i`` itself), -1 where that recording has no window there
+        (its edges, a window the labelling dropped). Never a window of another recording.
+
+        Starts are compared in samples (``onset * sfreq``, ``stride_seconds * sfreq``), so the
+        match is exact; :class:`ConfigError` for an even or non-positive ``epochs`` or a stride
+        that is not a positive whole number of samples.
+        """
+        if epochs < 1 or epochs % 2 == 0:
+            raise ConfigError(f"a context of {epochs} windows: use an odd number >= 1 (the window "
+                              "and as many neighbours on either side)")
+        stride = stride_seconds * self.sfreq
+        if stride <= 0 or abs(stride - round(stride)) > 1e-6:
+            raise ConfigError(f"a stride of {stride_seconds} s is not a positive whole number of "
+                              f"samples at {self.sfreq:g} Hz; windows of a sequence context lie "
+                              "one stride apart")
+        start = np.round(self.onset * self.sfreq).astype(np.int64)
+        half = epochs // 2
+        rows = np.full((len(self), epochs), -1, dtype=np.int64)
+        for recording in np.unique(self.recording):
+            mine = np.flatnonzero(self.recording == recording)
+            order = mine[np.argsort(start[mine], kind="stable")]
+            starts = start[order]
+            for column, offset in enumerate(range(-half, half + 1)):
+                wanted = start[mine] + offset * round(stride)
+                found = np.minimum(np.searchsorted(starts, wanted), len(starts) - 1)
+                hit = starts[found] == wanted
+                rows[mine[hit], column] = order[found[hit]]
+        return rows
+
     def describe(self) -> dict[str, object]:
         """Counts for reports: windows, subjects, recordings, windows per class id."""
         classes, counts = np.unique(self.label, return_counts=True)

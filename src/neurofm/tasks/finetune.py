@@ -75,11 +75,13 @@ class FinetuneOutcome:
 
 
 def system_name(config: FinetuneJobConfig) -> str:
-    """The default name of a fine-tuned system in reports, e.g. ``"labram_base official full"``."""
+    """The default name of a fine-tuned system in reports, e.g. ``"labram_base official full"``
+    (``"... full context 5"`` with a sequence context of 5 windows)."""
     source = "scratch" if config.init == "scratch" else (
         "official" if config.init.startswith("official:") or config.init.endswith(".pth")
         else "pretrained")
-    return f"{config.model} {source} {config.mode}"
+    context = f" context {config.context.epochs}" if config.context.epochs > 1 else ""
+    return f"{config.model} {source} {config.mode}{context}"
 
 
 def summarize_seeds(results: Sequence[EvaluationResult]) -> dict[str, dict[str, Any]]:

@@ -157,6 +157,38 @@ class RidgeSettings:
 
 
 @dataclass
+class ContextSettings:
+    """Sequence context (:class:`neurofm.tasks.backbones.EpochContext`): each window is classified
+    from the backbone's pooled features of itself and its neighbours, ``epochs`` windows of the
+    same recording centred on it (odd; 1: no context, the window alone). The neighbours are the
+    windows one stride apart; where there is none (a recording's edge, a window the labelling
+    dropped) the position is masked. The head is a small transformer encoder over the ``epochs``
+    feature vectors (projected to ``width``, a learned position embedding, ``layers`` layers of
+    ``heads`` heads, ``dropout``); its centre output, projected back and added to the centre
+    window's own features, goes to the backbone's head."""
+
+    epochs: int = 1
+    width: int = 128
+    layers: int = 1
+    heads: int = 4
+    dropout: float = 0.1
+
+    def check(self) -> None:
+        """:class:`ConfigError` naming the option unless the values are usable."""
+        if self.epochs < 1 or self.epochs % 2 == 0:
+            raise ConfigError(f"config option context.epochs must be an odd number >= 1 (the "
+                              f"window and as many neighbours on either side; 1: no context), "
+                              f"got {self.epochs!r}")
+        if self.width < 1 or self.layers < 1 or self.heads < 1 or self.width % self.heads:
+            raise ConfigError(f"config option context needs width, layers and heads >= 1 with "
+                              f"width divisible by heads; got width={self.width}, "
+                              f"layers={self.layers}, heads={self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config option context.dropout must lie in [0, 1), got "
+                              f"{self.dropout}")
+
+
+@dataclass
 class FinetuneJobConfig(FinetuneConfig):
     """A fine-tuning job: the engine's :class:`FinetuneConfig` plus what to tune on and how.
 
@@ -174,6 +206,8 @@ class FinetuneJobConfig(FinetuneConfig):
         drop_path: stochastic-depth rate of the last block (linearly spaced from 0 over depth).
         lora: the LoRA adapters (``mode="lora"`` and ``"dora"``).
         adalora, ia3, oft, ridge: the settings of those modes.
+        context: the sequence context (``context.epochs``: windows of the same recording
+            around each one that its prediction sees; 1, the default, is none).
         class_weight: ``"balanced"`` (each class the same total loss weight, from the fold's
             training labels) or ``"none"``.
         threshold: binary tasks: ``"validation"`` (the threshold that maximises balanced accuracy
@@ -190,6 +224,7 @@ class FinetuneJobConfig(FinetuneConfig):
     ia3: IA3Settings = field(default_factory=IA3Settings)
     oft: OFTSettings = field(default_factory=OFTSettings)
     ridge: RidgeSettings = field(default_factory=RidgeSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
     class_weight: str = "balanced"
     threshold: str = "validation"
 
@@ -256,6 +291,16 @@ class FinetuneJobConfig(FinetuneConfig):
                   "adalora": self.adalora.check, "oft": self.oft.check, "ridge": self.ridge.check}
         if self.mode in checks:
             checks[self.mode]()
+        self.context.check()
+        if self.context.epochs > 1 and self.mode == "ridge":
+            raise ConfigError(f"context.epochs={self.context.epochs} trains a sequence head, but "
+                              "--mode ridge fits the head in closed form on single windows; use "
+                              "--mode linear (frozen backbone, the sequence head and head train) "
+                              "or context.epochs=1")
+        if self.context.epochs > 1 and task.window.event_offset_seconds is not None:
+            raise ConfigError(f"context.epochs={self.context.epochs}: task {task.name!r} cuts one "
+                              "window per event, which has no neighbouring windows; sequence "
+                              "context needs windows that tile the recording")
 
 #: What one named size changes on top of its family's fine-tuning recipe.
 _MODEL_RECIPES: dict[str, dict[str, Any]] = {"labram_huge": {"drop_path": 0.2}}

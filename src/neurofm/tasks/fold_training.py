@@ -37,8 +37,6 @@ from neurofm.engine.config import save_config
 from neurofm.engine.distributed import DistributedContext
 from neurofm.engine.trainer import Trainer, seed_everything
 from neurofm.errors import ChannelError, ConfigError
-from neurofm.models.backbone import unwrap
-from neurofm.models.saved import save_pretrained
 from neurofm.objectives.base import ObjectiveOutput
 from neurofm.objectives.classification import SupervisedObjective, target_kind
 from neurofm.tasks.backbones import (
@@ -49,6 +47,7 @@ from neurofm.tasks.backbones import (
     layer_decay_groups,
     parameter_counts,
     save_adapters,
+    save_model,
 )
 from neurofm.tasks.data import TaskWindows
 from neurofm.tasks.definitions import Task
@@ -80,19 +79,39 @@ class TaskWindowDataset(Dataset):
 
     Item ``i``: ``signal`` float32 ``[C, T]`` (the corpus unit), ``channel_index`` long ``[C]``,
     ``label`` long, ``index`` ``i``, ``sfreq``, ``recording_id`` and ``subject``.
+
+    With ``context`` (``[N, K]`` rows of each window's neighbours, -1 for none:
+    :meth:`~neurofm.tasks.data.TaskWindows.context_rows`), item ``i`` is window ``i`` with its
+    neighbours: ``signal [K, C, T]`` (zeros where there is none) and ``context_mask`` bool
+    ``[K]``; ``label`` and the rest stay window ``i``'s. Batch them with :attr:`collate`.
     """
 
-    def __init__(self, windows: TaskWindows) -> None:
+    def __init__(self, windows: TaskWindows, context: np.ndarray | None = None) -> None:
+        if context is not None and context.shape[0] != len(windows):
+            raise ConfigError(f"context rows for {context.shape[0]} windows, but there are "
+                              f"{len(windows)}")
         self.windows = windows
+        self.context = context
         self.channel_index = torch.from_numpy(window_channel_index(windows))
+        #: What batches this dataset's items.
+        self.collate = collate_windows if context is None else collate_context_windows
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         windows = self.windows
+        if self.context is None:
+            signal = np.ascontiguousarray(windows.signal[index])
+            extra = {}
+        else:
+            rows = self.context[index]
+            signal = np.zeros((len(rows), *windows.signal.shape[1:]), dtype=np.float32)
+            signal[rows >= 0] = windows.signal[rows[rows >= 0]]
+            extra = {"context_mask": torch.from_numpy(rows >= 0)}
         return {
-            "signal": torch.from_numpy(np.ascontiguousarray(windows.signal[index])),
+            "signal": torch.from_numpy(signal),
+            **extra,
             "channel_index": self.channel_index,
             "label": torch.tensor(int(windows.label[index]), dtype=torch.long),
             "index": int(index),
@@ -100,6 +119,18 @@ class TaskWindowDataset(Dataset):
             "recording_id": str(windows.recording[index]),
             "subject": str(windows.subject[index]),
         }
+
+
+def collate_context_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`TaskWindowDataset` items with context: what
+    :func:`~neurofm.data.batching.collate_windows` gives for the centre windows, with ``signal``
+    float32 ``[B, K, C, T]`` and ``context_mask`` bool ``[B, K]`` (a task's windows share their
+    channels, so ``channel_index`` and ``channel_mask`` ``[B, C]`` hold for every position)."""
+    half = items[0]["signal"].shape[0] // 2
+    batch = collate_windows([{**item, "signal": item["signal"][half]} for item in items])
+    batch["signal"] = torch.stack([item["signal"] for item in items])
+    batch["context_mask"] = torch.stack([item["context_mask"] for item in items])
+    return batch
 
 
 class ValidationScore:
@@ -134,11 +165,14 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def predict(objective: SupervisedObjective, dataset: Dataset, batch_size: int,
-            device: torch.device, precision: str = "fp32") -> np.ndarray:
-    """Class probabilities ``[N, K]`` of every window of ``dataset``, in order (eval mode)."""
+            device: torch.device, precision: str = "fp32",
+            collate: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_windows
+            ) -> np.ndarray:
+    """Class probabilities ``[N, K]`` of every window of ``dataset``, in order (eval mode);
+    ``collate`` batches its items (:attr:`TaskWindowDataset.collate`)."""
     objective.eval()
     return _map_batches(lambda batch: objective.predictions(objective.outputs(batch)), dataset,
-                        batch_size, device, precision, objective.n_classes)
+                        batch_size, device, precision, objective.n_classes, collate)
 
 
 def pooled_features(network: TaskNetwork, dataset: Dataset, batch_size: int,
@@ -146,19 +180,19 @@ def pooled_features(network: TaskNetwork, dataset: Dataset, batch_size: int,
     """The pooled features ``[N, D]`` of every window of ``dataset``, in order (eval mode)."""
     network.eval()
     return _map_batches(network.features, dataset, batch_size, device, precision,
-                        network.base.embed_dim)
+                        network.base.embed_dim, collate_windows)
 
 
 def _map_batches(function: Callable[[dict[str, Any]], torch.Tensor], dataset: Dataset,
-                 batch_size: int, device: torch.device, precision: str, width: int
-                 ) -> np.ndarray:
+                 batch_size: int, device: torch.device, precision: str, width: int,
+                 collate: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> np.ndarray:
     parts = []
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     with torch.no_grad(), autocast:
         for start in range(0, len(dataset), batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            parts.append(function(_to_device(collate_windows(items), device)).float().cpu().numpy())
+            parts.append(function(_to_device(collate(items), device)).float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, width))
 
 
@@ -207,7 +241,9 @@ class FineTunePredictor:
         self.config = config
         self.task = task
         self.windows = windows
-        self.dataset = TaskWindowDataset(windows)
+        epochs = config.context.epochs
+        self.dataset = TaskWindowDataset(windows, windows.context_rows(
+            epochs, task.window.stride_seconds or task.window.seconds) if epochs > 1 else None)
         self.out_dir = Path(out_dir)
         self.ctx = ctx if ctx is not None else dist_utils.init_distributed(config.run.device)
         self.resume = resume
@@ -293,7 +329,7 @@ class FineTunePredictor:
             objective, config, run_dir,
             train_data=Subset(self.dataset, train.tolist()),
             val_data=Subset(self.dataset, val.tolist()) if val.size else None,
-            collate_fn=collate_windows,
+            collate_fn=self.dataset.collate,
             evaluate=ValidationScore(self.task.primary_metric),
             layer_id=layer_of, num_layers=depth, ctx=self.ctx,
         )
@@ -333,7 +369,7 @@ class FineTunePredictor:
     def _predict(self, objective: SupervisedObjective, rows: np.ndarray) -> np.ndarray:
         config = self.config
         return predict(objective, Subset(self.dataset, rows.tolist()), config.data.batch_size,
-                       self.ctx.device, config.run.precision)
+                       self.ctx.device, config.run.precision, self.dataset.collate)
 
     def _threshold(self, objective: SupervisedObjective, val: np.ndarray) -> float | None:
         """The binary decision threshold (None: argmax), chosen on the validation windows."""
@@ -346,7 +382,9 @@ class FineTunePredictor:
     def _export(self, config: FinetuneJobConfig, network: TaskNetwork, n_outputs: int,
                 fold: Split, run_dir: Path, threshold: float | None) -> str:
         """Write the selected weights: ``model/`` (neurofm format, backbone with its head) or, for
-        a peft mode, ``adapter/`` (adapters and head only). Returns the folder name."""
+        a peft mode, ``adapter/`` (adapters and head only), with the sequence context if any
+        (:func:`~neurofm.tasks.backbones.load_task_network` reloads either). Returns the folder
+        name."""
         description = {"init": absolute_init(config.init), "model": config.model,
                        "model_overrides": dict(config.model_overrides), "mode": config.mode,
                        "n_outputs": n_outputs, "task": self.task.name,
@@ -356,8 +394,7 @@ class FineTunePredictor:
         if config.mode in ADAPTER_MODES:
             save_adapters(network, run_dir / ADAPTER_DIR, description)
             return ADAPTER_DIR
-        save_pretrained(unwrap(network.backbone), run_dir / MODEL_DIR, model_name=config.model,
-                        extra=description)
+        save_model(network, run_dir / MODEL_DIR, config.model, description)
         return MODEL_DIR
 
     def _select(self, objective: SupervisedObjective, best: Path | None, step: int
