@@ -16,7 +16,8 @@ from neurofm.errors import ConfigError
 
 # sha256 of the default (LaBraM) config's canonical JSON. Changing it orphans every corpus
 # prepared so far, so it changes only on purpose (bump PREPROCESS_VERSION or a default).
-LABRAM_CONFIG_HASH = "e97962339dde30ebfe8ad2b078d30c39cf25744b274d6af0d9104afea9cf7bde"
+# PREPROCESS_VERSION 2 (labels resampled by sample and hold); version 1 was e9796233...
+LABRAM_CONFIG_HASH = "fd71bd9ee3e719ef269cc6fc0c48fa61a9d9ac3cbbccc6b5c00054a1c0291c9b"
 
 
 def sine_recording(components: dict[str, tuple[float, float, float]], sfreq: float = 500.0,
@@ -132,7 +133,7 @@ def test_sixty_hz_notch_is_recorded_in_the_output() -> None:
     assert middle_rms(out.signal[0]) < 0.05 * 50.0 / np.sqrt(2) / 100
 
 
-def test_per_sample_labels_follow_the_resampling_by_nearest_sample() -> None:
+def test_per_sample_labels_follow_the_resampling_by_sample_and_hold() -> None:
     recording = sine_recording({"C3": (10.0, 20.0, 0.0)}, seconds=10.0)
     labels = np.repeat([0, 1, 2], [2000, 1500, 1500])  # 4 s, 3 s, 3 s at 500 Hz
     annotations = [Annotation(4.0, 3.0, "one")]
@@ -142,6 +143,24 @@ def test_per_sample_labels_follow_the_resampling_by_nearest_sample() -> None:
 
     assert out.labels.tolist() == [0] * 800 + [1] * 600 + [2] * 600
     assert out.annotations == annotations
+
+
+@pytest.mark.parametrize("sfreq", [50.0, 100.0])
+def test_labels_upsampled_to_200_hz_keep_their_boundaries_exactly(sfreq: float) -> None:
+    # A DREAMS-like hypnogram at 50 or 100 Hz: 5-s stages, the last one 2.5 s.
+    recording = sine_recording({"CZ": (5.0, 20.0, 0.0)}, sfreq=sfreq, seconds=42.5)
+    seconds = [5.0] * 8 + [2.5]
+    stages = np.arange(len(seconds)) % 4
+    labels = np.repeat(stages, [int(s * sfreq) for s in seconds])
+
+    out = preprocess(recording.replace(labels=labels),
+                     PreprocessConfig(clamp_h_freq=True, min_duration=10.0))
+
+    assert out.sfreq == 200.0 and len(out.labels) == 8500
+    assert out.labels.tolist() == np.repeat(stages, [int(s * 200) for s in seconds]).tolist()
+    # Every output sample carries the label of the input sample whose period holds its time.
+    held = labels[(np.arange(8500) * sfreq / 200.0).astype(np.int64)]
+    assert np.array_equal(out.labels, held)
 
 
 def test_low_sampling_rate_is_accepted_with_clamped_h_freq_when_allowed(mirror_dir: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -39,7 +40,9 @@ SCALES = ("100uV", "zscore", "none")
 
 # Bumped when the algorithm changes in a way that changes outputs for the same config, so a
 # corpus prepared by older code is never mistaken for a current one.
-PREPROCESS_VERSION = 1
+# 2: per-sample labels are resampled by sample and hold (the input sample containing each output
+# sample's time), no longer by the nearest input sample, which moved boundaries 1-2 samples early.
+PREPROCESS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -255,14 +258,18 @@ def _h_freq_for_rate(recording: Recording, config: PreprocessConfig) -> float | 
     )
 
 
-def _nearest_labels(labels: np.ndarray, rate_ratio: float, n_out: int) -> np.ndarray:
-    """Per-sample labels at a new rate: each output sample takes the nearest input sample's label.
-
-    ``rate_ratio`` is input rate / output rate, so output sample i sits at input sample
-    ``i * rate_ratio``.
+def _held_labels(labels: np.ndarray, in_sfreq: float, out_sfreq: float, n_out: int
+                 ) -> np.ndarray:
+    """Per-sample labels at a new rate, sample and hold: output sample ``i`` (at ``i /
+    out_sfreq`` s) takes the label of the input sample whose period ``[j, j + 1) / in_sfreq``
+    contains that time, ``j = floor(i * in_sfreq / out_sfreq)``, computed in exact rational
+    arithmetic so that a label boundary on a sample of both rates lands exactly on it (50 or
+    100 -> 200 Hz: input sample ``j`` becomes output samples ``4j..4j+3`` or ``2j, 2j+1``).
     """
-    nearest = np.round(np.arange(n_out) * rate_ratio).astype(np.int64)
-    return labels[np.minimum(nearest, len(labels) - 1)]
+    ratio = (Fraction(in_sfreq).limit_denominator(1_000_000)
+             / Fraction(out_sfreq).limit_denominator(1_000_000))
+    source = np.arange(n_out, dtype=np.int64) * ratio.numerator // ratio.denominator
+    return labels[np.minimum(source, len(labels) - 1)]
 
 
 def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
@@ -273,7 +280,7 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
     fatal problems raise, bad channels are dropped), band-pass, notch, resample to
     ``config.sfreq``, scale. The output signal is float32 ``[C', T']`` with ``T' = round(T *
     config.sfreq / sfreq)``, ``unit`` says what came out (``"100uV"``, ``"zscore"``, or the input
-    unit for ``scale="none"``), per-sample labels are resampled by nearest sample, and
+    unit for ``scale="none"``), per-sample labels are resampled by sample and hold, and
     annotations are kept (they are in seconds). ``meta`` gains ``preprocessing``,
     ``channel_mapping`` (when mapping) and ``quality``; drops are also added to ``warnings``.
 
@@ -345,7 +352,7 @@ def preprocess(recording: Recording, config: PreprocessConfig) -> Recording:
 
     labels = recording.labels
     if labels is not None and data.shape[1] != recording.n_samples:
-        labels = _nearest_labels(labels, recording.sfreq / config.sfreq, data.shape[1])
+        labels = _held_labels(labels, recording.sfreq, config.sfreq, data.shape[1])
 
     meta["warnings"] = warnings_out
     meta["preprocessing"] = {
