@@ -14,7 +14,8 @@ Base tokenizer training step, batch 8; inference of the fine-tuning model, batch
 steps follow its ``engine_for_pretraining.py`` / ``engine_for_vqnsp.py`` loops (input in 100 µV,
 two separate symmetric passes, cross-entropy on the masked and the visible tokens, its AdamW,
 no gradient clipping: its ``--clip_grad`` default is None); its ``torch.cuda.amp.autocast`` is a
-no-op on a CPU, so the official code runs fp32 there. neurofm runs as its engine does (batched
+no-op on a CPU, so the official code runs fp32 there (on a GPU these rows also time it in fp32: its
+fp16 autocast is not measured here, so GPU ratios against it would read high). neurofm runs as its engine does (batched
 symmetric passes, fused AdamW, SDPA) in fp32, and in bf16 autocast where the device's bf16 matmul
 beats fp32. Both sides start from a random initialisation of the same architecture and get the
 same batch; the two are timed alternately, ``rounds`` times, and each side's best round is kept,
