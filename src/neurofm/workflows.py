@@ -52,31 +52,90 @@ def task_data(task: Task, corpus: str | Path | None = None, *, mirror: str | Pat
     return prepared, windows, folds
 
 
-def evaluate(task: str, corpus: str | Path | None = None, out: str | Path | None = None, *,
-             split: str | None = None, mirror: str | Path | None = None,
-             dataset_dir: str | Path | None = None, n_resamples: int = 1000, seed: int = 0,
-             max_folds: int | None = None, workers: int = 1, progress: bool = True,
-             echo: Echo = _silent) -> EvaluationResult:
-    """The task's classical baseline on its split, scored as every system is.
+#: Reference systems ``evaluate`` can add beside the baseline: name -> the modules they need.
+REFERENCES: dict[str, tuple[str, ...]] = {"yasa": ("yasa", "lightgbm")}
 
-    Writes ``out`` (default ``neurofm-eval/<task>``): the result JSON, ``folds.json`` and the
-    report (``report.md``, ``report.html``). Returns the result.
+
+def evaluate(task: str, corpus: str | Path | None = None, out: str | Path | None = None, *,
+             split: str | None = None, references: Sequence[str] = (),
+             mirror: str | Path | None = None, dataset_dir: str | Path | None = None,
+             n_resamples: int = 1000, seed: int = 0, max_folds: int | None = None,
+             workers: int = 1, progress: bool = True, echo: Echo = _silent) -> EvaluationResult:
+    """The task's classical baseline on its split, scored as every system is (with
+    ``references`` beside it: see :func:`evaluate_systems`, which also returns theirs).
+
+    Writes ``out`` (default ``neurofm-eval/<task>``): the result JSON of each system,
+    ``folds.json`` and the report (``report.md``, ``report.html``). Returns the baseline's
+    result.
+    """
+    return evaluate_systems(task, corpus, out, split=split, references=references,
+                            mirror=mirror, dataset_dir=dataset_dir, n_resamples=n_resamples,
+                            seed=seed, max_folds=max_folds, workers=workers, progress=progress,
+                            echo=echo)[0]
+
+
+def evaluate_systems(task: str, corpus: str | Path | None = None, out: str | Path | None = None,
+                     *, split: str | None = None, references: Sequence[str] = (),
+                     mirror: str | Path | None = None, dataset_dir: str | Path | None = None,
+                     n_resamples: int = 1000, seed: int = 0, max_folds: int | None = None,
+                     workers: int = 1, progress: bool = True, echo: Echo = _silent
+                     ) -> list[EvaluationResult]:
+    """The task's classical baseline and the ``references`` (:data:`REFERENCES`) on the same
+    windows and folds: ``"yasa"``, YASA's pretrained sleep stager
+    (:func:`neurofm.tasks.sleep.evaluate_yasa`; sleep-staging tasks with 30-s epochs, needs
+    ``neurofm[sleep]``). Returns their results, the baseline's first.
+
+    A reference that is unknown, does not apply to the task or whose library is not installed
+    is refused with a :class:`~neurofm.errors.ConfigError` before anything is prepared; the
+    references run before the baseline, so that one the data refuses fails before the
+    baseline's work. Writes what :func:`evaluate` writes, one report for all the systems.
     """
     from neurofm.tasks.baselines import evaluate_baseline
     from neurofm.tasks.definitions import get_task
     from neurofm.tasks.reports import write_report
 
     chosen = get_task(task).using_split(split)
+    _check_references(chosen, references)
     out_dir = Path(out) if out else Path("neurofm-eval") / chosen.name
     prepared, windows, folds = task_data(chosen, corpus, mirror=mirror, dataset_dir=dataset_dir,
                                          workers=workers, progress=progress, echo=echo)
-    result = evaluate_baseline(chosen, windows, folds, corpus=str(prepared.path),
-                               max_folds=max_folds, progress=progress, n_resamples=n_resamples,
-                               seed=seed)
-    result.save(out_dir / f"{result.system}.json")
-    atomic_write_json(out_dir / "folds.json", [fold.to_dict() for fold in result.folds])
-    write_report([result], out_dir)
-    return result
+    extra = []
+    if "yasa" in references:
+        from neurofm.tasks.sleep import evaluate_yasa
+
+        extra.append(evaluate_yasa(chosen, windows, folds, prepared, max_folds=max_folds,
+                                   progress=progress, n_resamples=n_resamples, seed=seed))
+    results = [evaluate_baseline(chosen, windows, folds, corpus=str(prepared.path),
+                                 max_folds=max_folds, progress=progress,
+                                 n_resamples=n_resamples, seed=seed), *extra]
+    for result in results:
+        result.save(out_dir / f"{result.system}.json")
+    atomic_write_json(out_dir / "folds.json", [fold.to_dict() for fold in results[0].folds])
+    write_report(results, out_dir)
+    return results
+
+
+def _check_references(task: Task, references: Sequence[str]) -> None:
+    """:class:`~neurofm.errors.ConfigError` for a reference that is unknown, does not apply to
+    ``task`` or lacks its library."""
+    import importlib.util
+
+    from neurofm.errors import ConfigError
+
+    for name in references:
+        if name not in REFERENCES:
+            raise ConfigError(f"--reference {name!r}: unknown reference system; known: "
+                              f"{', '.join(REFERENCES)}")
+        if name == "yasa" and not task.hypnogram:
+            raise ConfigError(f"--reference yasa is YASA's pretrained sleep stager, but task "
+                              f"{task.name!r} is not a sleep-staging task (its windows are not "
+                              "the epochs of a night); use it with dreams_sleep_staging")
+        missing = [module for module in REFERENCES[name]
+                   if importlib.util.find_spec(module) is None]
+        if missing:
+            raise ConfigError(f"--reference {name} needs {' and '.join(missing)}, which "
+                              f"{'is' if len(missing) == 1 else 'are'} not installed: "
+                              "pip install 'neurofm[sleep]' (yasa, antropy, lightgbm)")
 
 
 def finetune(task: str, out: str | Path, corpus: str | Path | None = None, *,
