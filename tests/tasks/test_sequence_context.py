@@ -104,8 +104,12 @@ def test_context_sizes_and_strides_that_do_not_fit_are_refused():
             _config(f"context.epochs={value}")
     with pytest.raises(ConfigError, match="must be an integer"):
         _config("context.epochs=2.5")
-    with pytest.raises(ConfigError, match="width divisible by heads"):
+    with pytest.raises(ConfigError, match="a width divisible by heads"):
         _config("context.epochs=3", "context.width=10", "context.heads=4")
+    # The default width is the backbone's (32 here), which the heads must divide.
+    with pytest.raises(ConfigError, match=r"context\.heads=3 does not divide the context width 32"):
+        build_task_network(_config("context.epochs=3", "context.heads=3", *_TINY_NEUROBERT[:4]),
+                           get_task(_SLEEP), 200.0, 400, "100uV", ("CZ",))
     with pytest.raises(ConfigError, match="--mode ridge"):
         _config("context.epochs=3", mode="ridge", init="some/model")
     with pytest.raises(ConfigError, match="one window per event"):
@@ -115,7 +119,7 @@ def test_context_sizes_and_strides_that_do_not_fit_are_refused():
 
 @pytest.mark.parametrize(("model", "channels", "extra"), [
     ("neurobert_small", ("CZ",), _TINY_NEUROBERT),
-    ("labram_small", ("C3", "C4", "CZ"), ["context.width=32"]),
+    ("labram_small", ("C3", "C4", "CZ"), []),
 ])
 def test_one_prediction_per_window_from_its_neighbours_for_either_family(model, channels, extra):
     windows = _windows(channels=channels)
@@ -158,8 +162,8 @@ def test_saved_context_models_and_adapters_reload_to_the_same_predictions(tmp_pa
     batch = dataset.collate([dataset[i] for i in range(len(windows))])
     save_pretrained(create_model("labram_small"), tmp_path / "base", model_name="labram_small")
     for mode, init in (("full", "scratch"), ("linear", "scratch"), ("lora", str(tmp_path / "base"))):
-        network, _ = build_task_network(_config("context.epochs=3", "context.width=32",
-                                                model="labram_small", mode=mode, init=init),
+        network, _ = build_task_network(_config("context.epochs=3", model="labram_small",
+                                                mode=mode, init=init),
                                         get_task(_SLEEP), 200.0, 400, "100uV", windows.channels)
         assert all(p.requires_grad for p in network.context.parameters()), mode
         with torch.no_grad():
@@ -172,7 +176,8 @@ def test_saved_context_models_and_adapters_reload_to_the_same_predictions(tmp_pa
         else:
             save_model(network, folder, "labram_small", description)
             record = json.loads((folder / "config.json").read_text())["extra"]["context"]
-        assert record["epochs"] == 3 and record["weights"] == CONTEXT_WEIGHTS
+        assert record["epochs"] == 3 and record["width"] == 0  # the backbone's width, 100
+        assert record["weights"] == CONTEXT_WEIGHTS
         reloaded = load_task_network(folder)
         assert reloaded.context_epochs == 3 and not reloaded.training
         network.eval()

@@ -73,26 +73,31 @@ class EpochContext(nn.Module):
     """The sequence head: K pooled feature vectors ``[B, K, D]`` of neighbouring windows (a
     mask ``[B, K]`` says which exist) -> the centre window's head input ``[B, D]``.
 
-    The features are projected to ``width``, given a learned position embedding and passed
-    through a pre-norm transformer encoder (masked positions are never attended to); the centre
-    output, normalised and projected back to D, is added to the centre window's own features.
-    The back projection starts at zero, so an untrained context leaves the backbone's prediction
-    of the window alone unchanged.
+    The features are projected to ``settings.width`` (0: D), given a learned position embedding
+    and passed through a pre-norm transformer encoder (masked positions are never attended to);
+    the centre output, normalised and projected back to D, is added to the centre window's own
+    features. The back projection starts at zero, so an untrained context leaves the backbone's
+    prediction of the window alone unchanged.
     """
 
     def __init__(self, dim: int, settings: ContextSettings) -> None:
         super().__init__()
+        width = settings.width or dim
+        if width % settings.heads:
+            raise ConfigError(f"config option context.heads={settings.heads} does not divide the "
+                              f"context width {width} (the backbone's width when context.width "
+                              "is 0); set context.heads or context.width")
         self.settings = settings
         self.epochs = settings.epochs
-        self.project = nn.Linear(dim, settings.width)
+        self.project = nn.Linear(dim, width)
         # Not "pos_embed": the layer-wise lr decay would count that as the backbone's input side.
-        self.position = nn.Parameter(torch.zeros(settings.epochs, settings.width))
+        self.position = nn.Parameter(torch.zeros(settings.epochs, width))
         nn.init.trunc_normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(settings.width, settings.heads, 2 * settings.width,
-                                           settings.dropout, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(width, settings.heads, 2 * width, settings.dropout,
+                                           batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, settings.layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(settings.width)
-        self.out = nn.Linear(settings.width, dim)
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -419,16 +424,18 @@ def load_task_network(directory: str | Path) -> TaskNetwork:
         settings = ContextSettings(**{k: v for k, v in record.items()
                                       if k not in ("weights", "sha256")})
         settings.check()
+        context = (EpochContext(network.base.embed_dim, settings) if settings.epochs > 1
+                   else None)
     except (TypeError, AttributeError, ConfigError) as error:
         raise CheckpointError(f"{sidecar}: its context record {record!r} is not usable "
                               f"({error}); the folder is damaged") from None
-    if settings.epochs == 1:
+    if context is None:
         return network.eval()
     weights = directory / CONTEXT_WEIGHTS
     if not weights.is_file() or sha256_of(weights) != record.get("sha256"):
         raise CheckpointError(f"{weights} is missing or does not match the SHA-256 in {sidecar}: "
                               "the sequence context's weights are lost or were replaced")
-    network.context = EpochContext(network.base.embed_dim, settings)
+    network.context = context
     try:
         state = load_file(str(weights))
     except Exception as error:  # safetensors raises its own error types for damaged files

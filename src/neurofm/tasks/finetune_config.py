@@ -163,12 +163,12 @@ class ContextSettings:
     same recording centred on it (odd; 1: no context, the window alone). The neighbours are the
     windows one stride apart; where there is none (a recording's edge, a window the labelling
     dropped) the position is masked. The head is a small transformer encoder over the ``epochs``
-    feature vectors (projected to ``width``, a learned position embedding, ``layers`` layers of
-    ``heads`` heads, ``dropout``); its centre output, projected back and added to the centre
-    window's own features, goes to the backbone's head."""
+    feature vectors (projected to ``width``, 0: the backbone's own width D; a learned position
+    embedding, ``layers`` layers of ``heads`` heads, ``dropout``); its centre output, projected
+    back and added to the centre window's own features, goes to the backbone's head."""
 
     epochs: int = 1
-    width: int = 128
+    width: int = 0
     layers: int = 1
     heads: int = 4
     dropout: float = 0.1
@@ -179,10 +179,10 @@ class ContextSettings:
             raise ConfigError(f"config option context.epochs must be an odd number >= 1 (the "
                               f"window and as many neighbours on either side; 1: no context), "
                               f"got {self.epochs!r}")
-        if self.width < 1 or self.layers < 1 or self.heads < 1 or self.width % self.heads:
-            raise ConfigError(f"config option context needs width, layers and heads >= 1 with "
-                              f"width divisible by heads; got width={self.width}, "
-                              f"layers={self.layers}, heads={self.heads}")
+        if self.width < 0 or self.layers < 1 or self.heads < 1 or self.width % self.heads:
+            raise ConfigError(f"config option context needs width >= 0 (0: the backbone's), "
+                              f"layers and heads >= 1, and a width divisible by heads; got "
+                              f"width={self.width}, layers={self.layers}, heads={self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config option context.dropout must lie in [0, 1), got "
                               f"{self.dropout}")
