@@ -11,6 +11,7 @@ downloaded, so a pickled weights file there is never read.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -22,8 +23,12 @@ from neurofm.errors import CheckpointError, ConfigError
 
 #: A Hub repository id, optionally with a revision: ``org/name`` or ``org/name@revision``.
 HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?")
-#: The files of an export; the only ones fetched from a Hub repository.
+#: The files of an export; with :data:`OPTIONAL_EXPORT_FILES`, the only ones fetched from a Hub
+#: repository.
 EXPORT_FILES = ("config.json", "model.safetensors", "README.md")
+#: Exported when the model has one: a fine-tuned sequence context's weights
+#: (``neurofm.tasks.backbones.CONTEXT_WEIGHTS``, read by ``load_task_network``).
+OPTIONAL_EXPORT_FILES = ("context.safetensors",)
 CARD_FILE = "README.md"
 
 
@@ -49,7 +54,8 @@ def resolve_hub_id(source: str) -> Path:
         raise ConfigError(f"{source!r} is not a Hub id (org/name or org/name@revision)")
     repo, revision = match["repo"], match["revision"]
     try:
-        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=list(EXPORT_FILES)))
+        folder = Path(snapshot_download(repo, revision=revision,
+                                             allow_patterns=[*EXPORT_FILES, *OPTIONAL_EXPORT_FILES]))
     except LocalEntryNotFoundError:
         offline = " (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else ""
         raise CheckpointError(f"{source} is not a local path, and the Hub model {repo} is not in "
@@ -92,6 +98,7 @@ def export_model(source: str | Path, out_dir: str | Path, *,
     if info.kind == "neurofm":
         extra = dict(read_saved_config(info.path).get("extra") or {})
     extra.update(exported_from={"source": str(source), "kind": info.kind})
+    context_weights = _sequence_context(info, extra)
     recipe = info.preprocessing
     if recipe is not None:
         extra["preprocessing"] = {"recipe": recipe.get("config"), "hash": recipe.get("config_hash")}
@@ -99,6 +106,8 @@ def export_model(source: str | Path, out_dir: str | Path, *,
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         save_pretrained(model, staging, model_name=info.model, extra=extra)
+        if context_weights is not None:
+            shutil.copyfile(context_weights, staging / context_weights.name)
         config = read_saved_config(staging)
         (staging / CARD_FILE).write_text(model_card(config, results), encoding="utf-8")
         staging.rename(out_dir)
@@ -106,6 +115,32 @@ def export_model(source: str | Path, out_dir: str | Path, *,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def _sequence_context(info: Any, extra: dict[str, Any]) -> Path | None:
+    """The sequence-context weights of the fine-tuned folder ``info.path`` (None without one);
+    puts its record (settings and SHA-256) into ``extra`` so that the export reloads with
+    ``load_task_network`` as the original does."""
+    from neurofm.loading import ADAPTER_SIDECAR
+    from neurofm.models.saved import read_saved_config
+    from neurofm.tasks.backbones import CONTEXT_WEIGHTS
+
+    folder = Path(str(info.path))
+    if not folder.is_dir():
+        return None
+    sidecar = folder / ADAPTER_SIDECAR
+    if sidecar.is_file():
+        record = json.loads(sidecar.read_text(encoding="utf-8")).get("context")
+    else:
+        record = (read_saved_config(folder).get("extra") or {}).get("context")
+    if not record or int(record.get("epochs", 1)) <= 1:
+        return None
+    weights = folder / CONTEXT_WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} records a sequence context but has no {CONTEXT_WEIGHTS}: "
+                              "the folder is incomplete; export the fine-tuning run's folder as written")
+    extra["context"] = record
+    return weights
 
 
 def push_to_hub(source: str | Path, repo_id: str, *, private: bool = False,

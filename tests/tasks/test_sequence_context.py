@@ -12,6 +12,7 @@ import torch
 
 from neurofm.cli import main
 from neurofm.errors import CheckpointError, ConfigError
+from neurofm.hub import export_model
 from neurofm.models.registry import create_model
 from neurofm.models.saved import save_pretrained
 from neurofm.objectives.classification import SupervisedObjective
@@ -181,8 +182,12 @@ def test_saved_context_models_and_adapters_reload_to_the_same_predictions(tmp_pa
         reloaded = load_task_network(folder)
         assert reloaded.context_epochs == 3 and not reloaded.training
         network.eval()
+        exported = load_task_network(export_model(folder, tmp_path / f"export_{mode}"))
+        assert (tmp_path / f"export_{mode}" / CONTEXT_WEIGHTS).is_file()
         with torch.no_grad():
             torch.testing.assert_close(reloaded(batch), network(batch), rtol=0, atol=1e-6)
+            # A Hub export (LoRA merged into the base) keeps the context and its predictions.
+            torch.testing.assert_close(exported(batch), network(batch), rtol=0, atol=1e-5)
     # Without a context, a folder records epochs 1 and reloads without one.
     plain, _ = build_task_network(_config(model="labram_small"), get_task(_SLEEP), 200.0, 400,
                                   "100uV", windows.channels)
