@@ -10,8 +10,6 @@ Attention is one call to ``F.scaled_dot_product_attention``.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,17 +38,20 @@ CPU_REDUCED_PRECISION_MIN_HEAD_DIM = 64
 
 
 def attention_dtype(q: torch.Tensor, head_dim: int) -> torch.dtype:
-    """The dtype to run attention in: the queries' own, except on a CPU for reduced precision
-    with heads smaller than :data:`CPU_REDUCED_PRECISION_MIN_HEAD_DIM`, where fp32 is used.
+    """The dtype attention runs in: autocast's when it is on (else the queries' own), except on
+    a CPU for reduced precision with heads smaller than :data:`CPU_REDUCED_PRECISION_MIN_HEAD_DIM`,
+    where fp32 is used.
 
     Measured with torch 2.13 on one core of an AMX CPU (issue 19): the CPU flash kernel's
     backward for LaBraM-Base's 10 heads of 20 over 191 tokens took 144 ms per call in bf16
     against 40 ms in fp32, the forward about the same in both; at head size 64 bf16 was faster.
     """
-    reduced = q.dtype in (torch.bfloat16, torch.float16)
-    if q.device.type == "cpu" and reduced and head_dim < CPU_REDUCED_PRECISION_MIN_HEAD_DIM:
+    device = q.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else q.dtype
+    reduced = dtype in (torch.bfloat16, torch.float16)
+    if device == "cpu" and reduced and head_dim < CPU_REDUCED_PRECISION_MIN_HEAD_DIM:
         return torch.float32
-    return q.dtype
+    return dtype
 
 
 class Attention(nn.Module):
@@ -101,7 +102,7 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         dtype = attention_dtype(q, self.head_dim)
-        with torch.autocast(q.device.type, enabled=False) if dtype != q.dtype else contextlib.nullcontext():
+        with torch.autocast(q.device.type, enabled=False):  # the dtype is chosen above
             x = F.scaled_dot_product_attention(
                 q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=attn_mask,
                 dropout_p=self.attn_drop if self.training else 0.0,
