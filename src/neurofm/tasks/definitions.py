@@ -473,10 +473,9 @@ def _dreams_sleep_staging_tasks() -> tuple[Task, ...]:
                 "resolution, S3+S4 -> N3) on each DREAMS Sleep Spindles excerpt's central "
                 "derivation"
             ),
-            # "majority", not "samples": resampling 50 or 100 Hz labels to 200 Hz by nearest
-            # sample moves a stage boundary by a sample or two, which would shift the tiling of
-            # a run of equal labels off the 5-s grid; the majority of each 5-s window on the
-            # grid is its expert stage.
+            # "majority", not "samples": the windows stay on the experts' 5-s grid (a run of
+            # equal labels tiled by "samples" need not start on it), and each window's majority
+            # is its expert stage, with unscored epochs dropped and counted as in the 30-s task.
             window=WindowSpec(seconds=5.0, label_mode="majority", label_map=stages,
                               derivation=derivation, derivation_name="CZ"),
             **common,
