@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=AREAS, help="run only these areas")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch docs/")
     parser.add_argument("--compile", action="store_true",
-                        help="also measure torch.compile (model benchmarks)")
+                        help="also measure torch.compile (model and side-by-side benchmarks)")
     parser.add_argument("--official", type=Path, metavar="PATH",
                         help="a clone of the official LaBraM repository, timed side by side")
     parser.add_argument("--official-deps", type=Path, metavar="DIR",
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             options: dict[str, object] = {"use_compile": True} if args.compile and area == "models" else {}
             if area == "official":
-                options = {"official_path": args.official, "official_deps": args.official_deps}
+                options = {"official_path": args.official, "official_deps": args.official_deps,
+                           "use_compile": args.compile}
             rows.extend(module.run(quick=args.quick, **options))
         except Exception:  # a failing area must not hide the others' figures
             failures.append(f"{area}: failed\n{traceback.format_exc()}")
