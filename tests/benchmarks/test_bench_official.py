@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 bench_official = importlib.import_module("bench_official")
@@ -36,3 +37,19 @@ def test_the_ratio_line_has_the_checkable_form() -> None:
 def test_official_channel_indices_put_the_class_token_first() -> None:
     chans = bench_official._official_input_chans()
     assert chans[0] == 0 and len(chans) == 20 and min(chans[1:]) >= 1
+
+
+def test_on_a_gpu_neurofm_bf16_meets_the_official_mixed_precision_and_on_a_cpu_its_fp32() -> None:
+    assert bench_official._official_variants("cuda", ["fp32", "bf16"]) == {"fp32": "fp32", "bf16": "amp"}
+    assert bench_official._official_variants("cpu", ["fp32", "bf16"]) == {"fp32": "fp32", "bf16": "fp32"}
+
+
+def test_the_counted_flops_of_a_step_are_its_matrix_products() -> None:
+    weight = torch.randn(8, 16, requires_grad=True)
+    inputs = torch.randn(4, 16)
+
+    def step() -> None:
+        (inputs @ weight.T).sum().backward()
+
+    # forward 2*4*16*8, backward of the weight gradient the same (the input needs none)
+    assert bench_official._step_flops(step) == 2 * (2 * 4 * 16 * 8)
