@@ -48,11 +48,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference
-from bench_models import TEN_TWENTY, _batch, _mem_objective, _PeakMemory, _row, _train_step
+from bench_models import (
+    TEN_TWENTY,
+    _batch,
+    _count_flops,
+    _mem_objective,
+    _PeakMemory,
+    _row,
+    _train_step,
+)
 from neurofm.channels import vocabulary_indices
 from neurofm.engine.config import OptimConfig
 from neurofm.engine.optim import build_optimizer
@@ -284,14 +291,6 @@ def side_by_side_line(workload: str, dtype: str, ratio: float, tag: str) -> str:
     return f"side-by-side {workload} {dtype}: {ratio:.2f}x official ({tag})"
 
 
-def _step_flops(step: Callable[[], object]) -> int:
-    """FLOPs of one call of ``step`` (matrix products and convolutions, forward and backward),
-    counted by ``torch.utils.flop_counter``; the call is a real step."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 def _official_variants(device: str, dtypes: list[str]) -> dict[str, str]:
     """For each neurofm dtype, the official configuration it is compared with: fp32 with fp32;
     bf16 with the official code's own mixed precision on a GPU (fp16 autocast + gradient scaler),
@@ -328,7 +327,7 @@ def run(quick: bool = False, official_path: Path | None = None, official_deps: P
             f"official {variant}": official_step(official, batch, device, amp=variant == "amp")
             for variant in sorted(set(pairs.values()))}
         steps.update({f"neurofm {dtype}": neurofm_step(batch, device, dtype == "bf16") for dtype in dtypes})
-        flops = _step_flops(steps["neurofm fp32"])
+        flops = _count_flops(steps["neurofm fp32"])  # one real step
         compile_seconds = {}
         if use_compile:  # the fastest dtype only: compiling costs minutes per workload
             for dtype in dtypes[-1:]:
@@ -339,16 +338,15 @@ def run(quick: bool = False, official_path: Path | None = None, official_deps: P
                 steps[f"neurofm {dtype} compiled"] = compiled
         timings, peaks = _alternate(steps, repeats, rounds, device)
         shape = f"batch {batch['signal'].shape[0]} x 19 ch x {seconds} s"
-        for name in [f"neurofm {dtype}" for dtype in dtypes] + [f"neurofm {d} compiled" for d in compile_seconds]:
-            dtype = name.split()[1]
-            against = f"official {pairs[dtype]}"
+        measured = [(dtype, False) for dtype in dtypes] + [(dtype, True) for dtype in compile_seconds]
+        for dtype, is_compiled in measured:
+            label = dtype + (" compiled" if is_compiled else "")
+            name, against = f"neurofm {label}", f"official {pairs[dtype]}"
             ratio = timings[against] / timings[name]
-            label = dtype + (" compiled" if name.endswith("compiled") else "")
-            line = side_by_side_line(workload, dtype, ratio, tag) if label == dtype else ""
+            line = "" if is_compiled else side_by_side_line(workload, dtype, ratio, tag)
             memory = (f"; peak memory neurofm {peaks[name] / 2**20:.0f} MiB, official {peaks[against] / 2**20:.0f} MiB"
                       if device == "cuda" else "")
-            compiled_note = (f"; compiled in {compile_seconds[dtype]:.0f} s (not timed)"
-                             if name.endswith("compiled") else "")
+            compiled_note = f"; compiled in {compile_seconds[dtype]:.0f} s (not timed)" if is_compiled else ""
             official_dtype = "fp32" if pairs[dtype] == "fp32" else "bf16"  # fp16's rate is bf16's
             mfu = flops / timings[name] / 1e9 / rates[dtype]
             official_mfu = flops / timings[against] / 1e9 / rates[official_dtype]

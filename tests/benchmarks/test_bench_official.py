@@ -52,4 +52,4 @@ def test_the_counted_flops_of_a_step_are_its_matrix_products() -> None:
         (inputs @ weight.T).sum().backward()
 
     # forward 2*4*16*8, backward of the weight gradient the same (the input needs none)
-    assert bench_official._step_flops(step) == 2 * (2 * 4 * 16 * 8)
+    assert bench_official._count_flops(step) == 2 * (2 * 4 * 16 * 8)
