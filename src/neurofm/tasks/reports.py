@@ -220,8 +220,10 @@ def plot_hypnogram(result: EvaluationResult, recording: str, path: Path) -> Path
     epoch = float(result.task["window"]["seconds"])
     hours = np.append(predictions.onset[order], predictions.onset[order][-1] + epoch) / 3600.0
     figure, axes = plt.subplots(2, 1, figsize=(9, 4), sharex=True, sharey=True)
+    # Short axis labels (a system name there would run into the other panel's); the system is
+    # named in the lower panel's title.
     for panel, classes, label in ((axes[0], predictions.y_true, "true"),
-                                  (axes[1], predictions.y_pred, f"predicted ({result.system})")):
+                                  (axes[1], predictions.y_pred, "predicted")):
         stages = level[classes[order]]
         panel.step(hours, np.append(stages, stages[-1]), where="post", linewidth=1.0)
         panel.set_yticks(range(len(ranked)), ranked)
@@ -230,6 +232,7 @@ def plot_hypnogram(result: EvaluationResult, recording: str, path: Path) -> Path
         panel.grid(alpha=0.3)
     agreement = float(np.mean(predictions.y_true == predictions.y_pred))
     axes[0].set_title(f"{recording}: {len(order)} epochs, agreement {agreement:.2f}")
+    axes[1].set_title(f"predicted by {result.system}", fontsize=10)
     axes[1].set_xlabel("time from recording start (h)")
     figure.tight_layout()
     return _save_figure(figure, path)
